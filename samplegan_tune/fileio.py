@@ -1,0 +1,56 @@
+"""Writing outputs so that a failure never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from samplegan_tune.errors import UserInputError
+
+
+def check_output_file(path: str | Path, force: bool) -> Path:
+    """Check that `path` may be written: refuse an existing file unless `force`, and an
+    unwritable or missing parent folder. Returns the path; creates nothing."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise UserInputError(f"{path}: output exists; pass --force to overwrite it")
+    if path.is_dir():
+        raise UserInputError(f"{path}: is a folder, expected a file path")
+    parent = path.parent if str(path.parent) else Path(".")
+    _check_writable_dir(parent, what=str(path))
+    return path
+
+
+def _check_writable_dir(folder: Path, what: str) -> None:
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserInputError(f"{what}: cannot write there ({existing} is not a writable folder)")
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """Check that folder `path` can be created or written into; creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{path}: exists and is not a folder")
+    _check_writable_dir(path, what=str(path))
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
