@@ -1,0 +1,236 @@
+"""One typed, frozen configuration for the whole trainer; search spaces use its field names.
+
+`TrainConfig.from_dict` rejects unknown keys and out-of-range values with the key, the value and
+what is allowed, so a typo in a YAML file or a `--set` never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from samplegan_tune.errors import UserInputError
+
+ADV_LOSSES = ("ns", "hinge", "lsgan", "wgan-gp")
+SEED_SOURCES = ("latent", "reconstruction")
+D_KINDS = ("single", "multiscale", "multiperiod")
+NORMS = ("spectral", "weight", "none")
+GAIN_MODES = ("context", "free")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- data ---
+    sample_rate: int = 16000  # Hz; every corpus is resampled to this
+    normalise_dbfs: float = -20.0  # per-file loudness normalisation target; nan disables
+    holdout_fraction: float = 0.1  # share of the corpus kept out of training for evaluation
+    # --- windows ---
+    segment: int = 512  # S: samples the generator emits per step (the seed paper: 500)
+    context: int = 4096  # C: samples of preceding audio the autoencoder reads, C > S
+    crossfade: int = 64  # extra samples generated per step, overlapped with the next segment
+    # --- context autoencoder ---
+    latent: int = 128  # bottleneck size
+    ae_channels: int = 32  # width of the first encoder layer (doubles per layer, capped ×8)
+    ae_depth: int = 4  # strided conv layers (each downsamples ×4)
+    # --- generator ---
+    seed_source: str = "latent"  # what seeds G: the AE "latent" or its "reconstruction"
+    noise_dim: int = 16  # fresh Gaussian noise concatenated to the seed (0 disables)
+    g_channels: int = 128  # width of the first generator block (halves per block, min 16)
+    g_depth: int = 4  # upsampling blocks
+    g_upsample: int = 2  # upsampling factor per block
+    gain_mode: str = "context"  # "context": G predicts a level relative to the context's RMS
+    max_gain_db: float = 6.0  # bound on that relative level per step (gain_mode=context)
+    # --- discriminators ---
+    d_kind: str = "multiscale"  # segment D variant
+    d_channels: int = 32
+    d_depth: int = 4
+    d_norm: str = "spectral"  # never batch norm in D
+    d_context: bool = True  # condition D on the context latent (projection)
+    phase_shuffle: int = 2  # WaveGAN phase shuffle radius in samples (0 disables)
+    # --- training ---
+    batch_size: int = 16
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    lr_ae: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.9
+    adv_loss: str = "hinge"
+    n_critic: int = 1  # D updates per G update
+    d_warmup_steps: int = 200  # G trains on reconstruction alone before adversarial training
+    ae_pretrain_steps: int = 0  # steps training only the autoencoder
+    grad_clip: float = 10.0  # max grad norm per network (0 disables)
+    # --- rollout-aware training ---
+    rollout_steps: int = 4  # consecutive segments G generates per training example
+    scheduled_sampling: float = 0.5  # chance a step's context holds G's own previous output
+    # --- loss weights (0 disables a term) ---
+    lambda_adv: float = 1.0
+    lambda_seq_adv: float = 1.0  # sequence D over the rollout_steps stitched segments
+    lambda_fm: float = 2.0
+    lambda_recon_l1: float = 1.0
+    lambda_recon_stft: float = 1.0
+    lambda_ae: float = 1.0
+    lambda_loudness: float = 1.0
+    lambda_gp: float = 10.0  # gradient penalty, used by adv_loss=wgan-gp only
+    # --- bookkeeping ---
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build a config from plain values (YAML, `--set`, a checkpoint), validating each."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise UserInputError(
+                f"unknown config key {unknown[0]!r}; allowed keys: {', '.join(fields)}"
+            )
+        coerced = {k: _coerce(k, v, fields[k].type) for k, v in values.items()}
+        config = cls(**coerced)
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def window(self) -> int:
+        """Samples of real audio one training example needs: context + unrolled steps."""
+        return self.context + self.rollout_steps * self.segment + self.crossfade
+
+    def validate(self) -> None:
+        """Raise UserInputError naming the first value out of its allowed range."""
+        for key, allowed, ok in _RULES:
+            if not ok(self):
+                raise UserInputError(
+                    f"config {key}={getattr(self, key)!r} is out of range; allowed: {allowed}"
+                )
+
+
+def _coerce(key: str, value: Any, type_name: Any) -> Any:
+    wanted = {"int": int, "float": float, "bool": bool, "str": str}[str(type_name)]
+    if wanted is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if wanted is float and value is None:
+        return math.nan
+    if isinstance(value, wanted) and not (wanted is int and isinstance(value, bool)):
+        return value
+    raise UserInputError(f"config {key}={value!r} must be of type {wanted.__name__}")
+
+
+def _positive(key: str) -> tuple[str, str, Any]:
+    return key, "> 0", lambda c: getattr(c, key) > 0
+
+
+def _at_least(key: str, low: float) -> tuple[str, str, Any]:
+    return key, f">= {low}", lambda c: getattr(c, key) >= low
+
+
+def _one_of(key: str, options: tuple[str, ...]) -> tuple[str, str, Any]:
+    return key, " | ".join(options), lambda c: getattr(c, key) in options
+
+
+def _between(key: str, low: float, high: float) -> tuple[str, str, Any]:
+    return key, f"{low} ... {high}", lambda c: low <= getattr(c, key) <= high
+
+
+_LAMBDAS = [f.name for f in dataclasses.fields(TrainConfig) if f.name.startswith("lambda_")]
+_RULES: list[tuple[str, str, Any]] = [
+    _between("sample_rate", 1000, 192000),
+    ("normalise_dbfs", "nan (off) or -60 ... 0", lambda c: not c.normalise_dbfs <= -60),
+    ("normalise_dbfs", "nan (off) or -60 ... 0", lambda c: not c.normalise_dbfs > 0),
+    _between("holdout_fraction", 0.01, 0.5),
+    _between("segment", 16, 65536),
+    ("context", "> segment", lambda c: c.context > c.segment),
+    ("crossfade", "0 ... segment", lambda c: 0 <= c.crossfade <= c.segment),
+    _positive("latent"),
+    _positive("ae_channels"),
+    _between("ae_depth", 1, 8),
+    ("ae_depth", "4**ae_depth <= context", lambda c: 4**c.ae_depth <= c.context),
+    _one_of("seed_source", SEED_SOURCES),
+    _at_least("noise_dim", 0),
+    _positive("g_channels"),
+    _between("g_depth", 1, 10),
+    _between("g_upsample", 2, 8),
+    _one_of("gain_mode", GAIN_MODES),
+    _between("max_gain_db", 0.5, 40.0),
+    _one_of("d_kind", D_KINDS),
+    _positive("d_channels"),
+    _between("d_depth", 1, 8),
+    _one_of("d_norm", NORMS),
+    _between("phase_shuffle", 0, 16),
+    _positive("batch_size"),
+    _between("lr_g", 1e-7, 1.0e3),
+    _between("lr_d", 1e-7, 1.0e3),
+    _between("lr_ae", 1e-7, 1.0e3),
+    ("beta1", "0 <= beta1 < 1", lambda c: 0 <= c.beta1 < 1),
+    ("beta2", "0 <= beta2 < 1", lambda c: 0 <= c.beta2 < 1),
+    _one_of("adv_loss", ADV_LOSSES),
+    _between("n_critic", 1, 20),
+    _at_least("d_warmup_steps", 0),
+    _at_least("ae_pretrain_steps", 0),
+    _at_least("grad_clip", 0),
+    _between("rollout_steps", 1, 64),
+    _between("scheduled_sampling", 0.0, 1.0),
+    *[_at_least(name, 0.0) for name in _LAMBDAS],
+]
+
+
+def parse_set(expression: str) -> tuple[str, Any]:
+    """`key=value` -> (key, value), the value read as a YAML scalar (2e-4, true, hinge)."""
+    key, sep, text = expression.partition("=")
+    key = key.strip()
+    if not sep or not key or not text.strip():
+        raise UserInputError(f"--set {expression!r}: expected key=value, e.g. --set lr_g=2e-4")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise UserInputError(f"--set {expression!r}: cannot read the value ({err})") from err
+    if isinstance(value, (list, dict)) or value is None:
+        raise UserInputError(f"--set {expression!r}: the value must be a number, word or bool")
+    if isinstance(value, str) and _looks_numeric(value):
+        value = float(value)  # YAML 1.1 reads "1e-4" (no dot) as a string
+    return key, value
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_config(path: str | Path | None, sets: list[str] | None = None) -> TrainConfig:
+    """Defaults, overridden by a YAML mapping file, then by `--set key=value` expressions."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_read_yaml_mapping(Path(path)))
+    for expression in sets or []:
+        key, value = parse_set(expression)
+        values[key] = value
+    try:
+        return TrainConfig.from_dict(values)
+    except UserInputError as err:
+        where = f"{path}: " if path is not None else ""
+        raise UserInputError(f"{where}{err}") from err
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserInputError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserInputError(f"{path}: not valid YAML ({err})") from err
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise UserInputError(f"{path}: expected a mapping of config keys to values")
+    return values

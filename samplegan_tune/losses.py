@@ -1,0 +1,109 @@
+"""Loss functions, pure and small: adversarial variants, feature matching, reconstruction.
+
+Logits come as lists (one tensor per sub-discriminator); each function averages over them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Logits = Sequence[torch.Tensor]
+
+
+def d_loss(kind: str, real: Logits, fake: Logits) -> torch.Tensor:
+    """Discriminator loss for `kind` in ns | hinge | lsgan | wgan-gp (penalty added apart)."""
+    parts = [_D_LOSSES[kind](r.float(), f.float()) for r, f in zip(real, fake)]
+    return torch.stack(parts).mean()
+
+
+def g_loss(kind: str, fake: Logits) -> torch.Tensor:
+    """Generator adversarial loss for `kind`."""
+    return torch.stack([_G_LOSSES[kind](f.float()) for f in fake]).mean()
+
+
+_D_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "ns": lambda r, f: F.softplus(-r).mean() + F.softplus(f).mean(),
+    "hinge": lambda r, f: F.relu(1 - r).mean() + F.relu(1 + f).mean(),
+    "lsgan": lambda r, f: (r - 1).pow(2).mean() + f.pow(2).mean(),
+    "wgan-gp": lambda r, f: f.mean() - r.mean(),
+}
+_G_LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "ns": lambda f: F.softplus(-f).mean(),
+    "hinge": lambda f: -f.mean(),
+    "lsgan": lambda f: (f - 1).pow(2).mean(),
+    "wgan-gp": lambda f: -f.mean(),
+}
+
+
+def d_accuracy(real: Logits, fake: Logits) -> tuple[float, float]:
+    """Share of real logits > 0 and of fake logits < 0 (sign test; lsgan's boundary is 0.5)."""
+    acc_real = torch.stack([(r > 0).float().mean() for r in real]).mean()
+    acc_fake = torch.stack([(f < 0).float().mean() for f in fake]).mean()
+    return float(acc_real), float(acc_fake)
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], Logits], real: torch.Tensor, fake: torch.Tensor
+) -> torch.Tensor:
+    """WGAN-GP: (||grad critic(x_hat)|| - 1)^2 on random interpolates of real and fake (B, T)."""
+    alpha = torch.rand(real.shape[0], 1, device=real.device, dtype=real.dtype)
+    mixed = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
+    score = sum(out.float().sum() for out in critic(mixed))
+    (grad,) = torch.autograd.grad(score, mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def feature_matching(real: Sequence[torch.Tensor], fake: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean L1 between D's feature maps on real (detached) and fake inputs."""
+    parts = [F.l1_loss(f.float(), r.detach().float()) for r, f in zip(real, fake)]
+    return torch.stack(parts).mean()
+
+
+def stft_sizes(length: int, candidates: Sequence[int] = (64, 128, 256, 512)) -> list[int]:
+    """FFT sizes that fit a signal of `length` samples (500 samples is shorter than 2048)."""
+    sizes = [n for n in candidates if n <= length]
+    return sizes or [max(8, 2 ** int(length).bit_length() // 2)]
+
+
+def multi_resolution_stft(
+    fake: torch.Tensor, real: torch.Tensor, sizes: Sequence[int]
+) -> torch.Tensor:
+    """Spectral convergence + log-magnitude L1, averaged over FFT sizes; inputs (B, T)."""
+    parts = []
+    for n in sizes:
+        fake_mag, real_mag = _magnitude(fake, n), _magnitude(real, n)
+        convergence = (real_mag - fake_mag).norm() / real_mag.norm().clamp_min(1e-5)
+        log_l1 = F.l1_loss(torch.log(fake_mag + 1e-5), torch.log(real_mag + 1e-5))
+        parts.append(convergence + log_l1)
+    return torch.stack(parts).mean()
+
+
+def _magnitude(x: torch.Tensor, n_fft: int) -> torch.Tensor:
+    window = torch.hann_window(n_fft, device=x.device)
+    spec = torch.stft(
+        x.float(), n_fft, hop_length=n_fft // 4, window=window, center=True, return_complex=True
+    )
+    return spec.abs()
+
+
+def reconstruction(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Sample-wise L1 between (B, T) waveforms."""
+    return F.l1_loss(fake.float(), real.float())
+
+
+def loudness_gap(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of per-example RMS level in dB (so decay costs linearly)."""
+    return (_db(fake) - _db(real)).abs().mean() / 20.0
+
+
+def _db(x: torch.Tensor) -> torch.Tensor:
+    return 10.0 * torch.log10(x.float().pow(2).mean(dim=-1) + 1e-8)
+
+
+def weighted_total(parts: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """sum(weight * parts[name]) over weights > 0 whose part was computed."""
+    terms = [w * parts[name] for name, w in weights.items() if w > 0 and name in parts]
+    return torch.stack(terms).sum() if terms else torch.zeros(())

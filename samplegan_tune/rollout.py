@@ -1,0 +1,77 @@
+"""Long-form generation: context -> segment -> slide the context -> repeat, crossfaded joins."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from samplegan_tune.models import ContinuationModel
+
+
+def crossfade_join(
+    pending: torch.Tensor | None, new: torch.Tensor, segment: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Join one generated step onto the stream.
+
+    Args:
+        pending: (B, F) the previous step's tail that overlaps this step's head, or None.
+        new: (B, S + F) this step's output.
+        segment: S, the hop between steps.
+
+    Returns:
+        (B, S) samples now final, and (B, F) this step's tail, pending the next step.
+    """
+    fade = new.shape[-1] - segment
+    emitted = new[:, :segment]
+    if pending is not None and fade > 0:
+        # Both overlapping parts estimate the same samples: a raised-cosine fade between them.
+        ramp = 0.5 - 0.5 * torch.cos(torch.linspace(0, math.pi, fade + 2, device=new.device))
+        ramp = ramp[1:-1].to(new.dtype)
+        head = pending * (1 - ramp) + new[:, :fade] * ramp
+        emitted = torch.cat([head, new[:, fade:segment]], dim=1)
+    return emitted, new[:, segment:]
+
+
+@torch.no_grad()
+def rollout(
+    model: ContinuationModel, context: torch.Tensor, num_samples: int, seed: int
+) -> torch.Tensor:
+    """Continue each context for `num_samples` samples.
+
+    Args:
+        model: the autoencoder + generator.
+        context: (B, C') the audio before the continuation; left-padded with zeros or cropped
+            to the model's context length C.
+        num_samples: length of the continuation.
+        seed: seeds the generator's noise, so the same call gives the same audio.
+
+    Returns:
+        (B, num_samples) the continuation alone.
+    """
+    cfg = model.cfg
+    device = next(model.parameters()).device
+    context = fit_context(context.to(device), cfg.context)
+    noise_rng = torch.Generator().manual_seed(seed)
+    steps = math.ceil(num_samples / cfg.segment)
+    pieces, pending = [], None
+    for _ in range(steps):
+        noise = torch.randn(context.shape[0], cfg.noise_dim, generator=noise_rng).to(device)
+        fake = model(context, noise)["fake"].float()
+        emitted, pending = crossfade_join(pending, fake, cfg.segment)
+        pieces.append(emitted)
+        context = torch.cat([context[:, cfg.segment :], emitted], dim=1)
+    return torch.cat(pieces, dim=1)[:, :num_samples]
+
+
+def fit_context(context: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, T) -> (B, length): keep the last `length` samples, zero-padding on the left."""
+    if context.shape[-1] >= length:
+        return context[:, -length:]
+    return torch.nn.functional.pad(context, (length - context.shape[-1], 0))
+
+
+def unprimed_context(batch: int, length: int, level_dbfs: float, seed: int) -> torch.Tensor:
+    """(B, length) quiet white noise at `level_dbfs` RMS: a start when no primer is given."""
+    rng = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, length, generator=rng) * 10 ** (level_dbfs / 20)
