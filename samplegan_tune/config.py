@@ -35,19 +35,19 @@ class TrainConfig:
     crossfade: int = 64  # extra samples generated per step, overlapped with the next segment
     # --- context autoencoder ---
     latent: int = 128  # bottleneck size
-    ae_channels: int = 32  # width of the first encoder layer (doubles per layer, capped ×8)
+    ae_channels: int = 16  # width of the first encoder layer (doubles per layer, capped ×8)
     ae_depth: int = 4  # strided conv layers (each downsamples ×4)
     # --- generator ---
     seed_source: str = "latent"  # what seeds G: the AE "latent" or its "reconstruction"
     noise_dim: int = 16  # fresh Gaussian noise concatenated to the seed (0 disables)
-    g_channels: int = 128  # width of the first generator block (halves per block, min 16)
+    g_channels: int = 64  # width of the first generator block (halves per block, min 16)
     g_depth: int = 4  # upsampling blocks
     g_upsample: int = 2  # upsampling factor per block
     gain_mode: str = "context"  # "context": G predicts a level relative to the context's RMS
     max_gain_db: float = 6.0  # bound on that relative level per step (gain_mode=context)
     # --- discriminators ---
     d_kind: str = "multiscale"  # segment D variant
-    d_channels: int = 32
+    d_channels: int = 16
     d_depth: int = 4
     d_norm: str = "spectral"  # never batch norm in D
     d_context: bool = True  # condition D on the context latent (projection)

@@ -96,10 +96,10 @@ def reconstruction(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 def loudness_gap(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of per-example RMS level in dB (so decay costs linearly)."""
-    return (_db(fake) - _db(real)).abs().mean() / 20.0
+    return (level_db(fake) - level_db(real)).abs().mean() / 20.0
 
 
-def _db(x: torch.Tensor) -> torch.Tensor:
+def level_db(x: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(x.float().pow(2).mean(dim=-1) + 1e-8)
 
 

@@ -80,7 +80,7 @@ class Trainer:
         started = time.perf_counter()
         windows = self.sample_windows()
         sampled = time.perf_counter()
-        self.model.train()
+        self._set_training(True)
         if self.step_count < self.cfg.ae_pretrain_steps:
             metrics = self._ae_step(windows)
         else:
@@ -163,8 +163,8 @@ class Trainer:
         grad_norm = self._clip(self._d_params())
         self.opt_d.step()
         acc_real, acc_fake = losses.d_accuracy(real_logits, fake_logits)
-        metrics = {f"loss/d_{name}": float(value) for name, value in parts.items()}
-        metrics.update({"loss/d": float(total), "grad/d_norm": grad_norm})
+        metrics = {f"loss/d_{name}": float(value.detach()) for name, value in parts.items()}
+        metrics.update({"loss/d": float(total.detach()), "grad/d_norm": grad_norm})
         metrics.update({"d/acc_real": acc_real, "d/acc_fake": acc_fake})
         return metrics
 
@@ -189,8 +189,8 @@ class Trainer:
         g_norm = self._clip(list(self.model.g.parameters()))
         ae_norm = self._clip(list(self.model.ae.parameters()))
         self.opt_g.step()
-        metrics = {f"loss/{name}": float(value) for name, value in parts.items()}
-        metrics.update({"loss/g_total": float(total), "grad/g_norm": g_norm})
+        metrics = {f"loss/{name}": float(value.detach()) for name, value in parts.items()}
+        metrics.update({"loss/g_total": float(total.detach()), "grad/g_norm": g_norm})
         metrics["grad/ae_norm"] = ae_norm
         return metrics
 
@@ -234,11 +234,16 @@ class Trainer:
         loss.backward()
         ae_norm = self._clip(list(self.model.ae.parameters()))
         self.opt_g.step()
-        return {"loss/ae": float(loss), "grad/ae_norm": ae_norm}
+        return {"loss/ae": float(loss.detach()), "grad/ae_norm": ae_norm}
 
     def _clip(self, params: list[torch.nn.Parameter]) -> float:
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+    def _set_training(self, mode: bool) -> None:
+        for net in (self.model, self.d, self.seq_d):
+            if net is not None:
+                net.train(mode)
 
     @torch.no_grad()
     def evaluate(self, count: int = 32, seed: int = 1234) -> dict[str, float]:
@@ -246,7 +251,7 @@ class Trainer:
 
         Returns "eval/*" metrics; loudness_gap_db is the mean |dB| gap per generated segment.
         """
-        self.model.eval()
+        self._set_training(False)
         windows = self.eval_sampler.fixed_windows(count, self.cfg.window, seed)
         saved = self.rng.get_state()
         self.rng.manual_seed(seed)
@@ -255,9 +260,11 @@ class Trainer:
         parts = self._reconstruction_parts(u)
         s = self.cfg.segment
         fake, real = u["fake"][..., :s], u["real"][..., :s]
-        gap_db = (losses._db(fake) - losses._db(real)).abs().mean()
-        acc_real, acc_fake = losses.d_accuracy(*[self._judge(x, u["latent"])[0] for x in (u["real"], u["fake"])])
-        self.model.train()
+        gap_db = (losses.level_db(fake) - losses.level_db(real)).abs().mean()
+        real_logits, _ = self._judge(u["real"], u["latent"])
+        fake_logits, _ = self._judge(u["fake"], u["latent"])
+        acc_real, acc_fake = losses.d_accuracy(real_logits, fake_logits)
+        self._set_training(True)
         metrics = {f"eval/{name}": float(parts[name]) for name in ("recon_l1", "recon_stft", "ae")}
         metrics.update({"eval/loudness_gap_db": float(gap_db)})
         metrics.update({"eval/d_acc_real": acc_real, "eval/d_acc_fake": acc_fake})

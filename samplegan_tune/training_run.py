@@ -36,7 +36,8 @@ def prepare_data(
 ) -> tuple[Corpus, Corpus]:
     """Decode (or load from cache) the corpus and split off the held-out part."""
     level = None if math.isnan(cfg.normalise_dbfs) else cfg.normalise_dbfs
-    corpus = prepare_corpus(data, cfg.sample_rate, level, cache_dir, min_samples=cfg.window)
+    source: str | list[str] = "synthetic" if data == ["synthetic"] else data
+    corpus = prepare_corpus(source, cfg.sample_rate, level, cache_dir, min_samples=cfg.window)
     return split_corpus(corpus, cfg.holdout_fraction, min_samples=cfg.window)
 
 

@@ -1,0 +1,167 @@
+"""The real `samplegan-tune` command in a subprocess: outputs on disk, and every bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "SAMPLEGAN_CACHE": str(cache)}
+
+
+@pytest.fixture(scope="module")
+def tiny_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "samplegan_tune.cli", *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "error:" in last
+    for word in words:
+        assert word in last, last
+
+
+def write_tone(path: Path, seconds: float, rate: int, channels: int = 1, amp: float = 0.3) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    tone = amp * np.sin(2 * np.pi * 330 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    data = np.stack([tone * (1 - 0.1 * c) for c in range(channels)], axis=1)
+    sf.write(path, data.astype(np.float32), rate)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, env, tiny_yaml) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "run"
+    result = cli(env, "train", "--config", str(tiny_yaml), "--steps", "4", "--out", str(out),
+                 "--log-every", "2", "--eval-every", "4")
+    assert result.returncode == 0, result.stderr
+    assert "step 4/4" in result.stdout and "steps/s" in result.stdout
+    return out
+
+
+def test_train_writes_checkpoint_events_and_config(trained: Path) -> None:
+    assert (trained / "checkpoints" / "last.pt").is_file()
+    assert list((trained / "tb").glob("events.out.tfevents.*"))
+    assert yaml.safe_load((trained / "config.yaml").read_text())["segment"] == TINY["segment"]
+
+
+def test_generate_writes_a_valid_wav_of_the_asked_length(trained, env, tmp_path) -> None:
+    out = tmp_path / "gen.wav"
+    result = cli(env, "generate", str(trained), "--seconds", "1.5", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    audio, rate = sf.read(out)
+    assert rate == 16000 and len(audio) == 24000
+    assert np.isfinite(audio).all() and np.sqrt(np.mean(audio**2)) > 1e-3
+    again = cli(env, "generate", str(trained), "--seconds", "1.5", "--out", str(out))
+    assert_user_error(again, str(out), "--force")
+    primed = tmp_path / "primed.wav"
+    prime = write_tone(tmp_path / "prime.flac", 0.5, 44100, channels=2)
+    result = cli(env, "generate", str(trained / "checkpoints" / "last.pt"), "--seconds", "1",
+                 "--out", str(primed), "--prime", str(prime), "--include-prime")
+    assert result.returncode == 0, result.stderr
+    assert len(sf.read(primed)[0]) == 16000 + 8000
+
+
+def test_resume_continues_to_the_new_total(trained, env, tmp_path) -> None:
+    import torch
+
+    result = cli(env, "train", "--steps", "6", "--out", str(trained), "--resume")
+    assert result.returncode == 0, result.stderr
+    state = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 6
+    refused = cli(env, "train", "--steps", "8", "--out", str(trained))
+    assert_user_error(refused, "--resume")
+
+
+def test_odd_but_valid_inputs_train(env, tiny_yaml, tmp_path) -> None:
+    music = tmp_path / "music"
+    (music / "deep").mkdir(parents=True)
+    write_tone(music / "eight.wav", 1.0, 8000, channels=8)
+    write_tone(music / "deep" / "hires.flac", 1.0, 96000, channels=2)
+    write_tone(music / "mono.ogg", 1.0, 22050)
+    (music / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    out = tmp_path / "run"
+    result = cli(env, "train", "--data", str(music), "--config", str(tiny_yaml), "--steps", "2",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "broken.wav" in result.stderr  # skipped with a warning naming it
+    assert "3 file(s)" in result.stdout
+
+
+def _train_error(env, tiny_yaml, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    out = tmp_path / "out"
+    result = cli(env, "train", "--config", str(tiny_yaml), "--steps", "2", "--out", str(out), *args)
+    assert not out.exists(), "a failed command must leave nothing behind"
+    return result
+
+
+def test_bad_data_inputs(env, tiny_yaml, tmp_path) -> None:
+    missing = tmp_path / "nope"
+    assert_user_error(_train_error(env, tiny_yaml, tmp_path, "--data", str(missing)), str(missing))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_user_error(_train_error(env, tiny_yaml, tmp_path, "--data", str(empty)), str(empty))
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "notes.txt").write_text("la la la")
+    assert_user_error(_train_error(env, tiny_yaml, tmp_path, "--data", str(texts)), str(texts))
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "bad.flac").write_bytes(b"\x00" * 1000)
+    result = _train_error(env, tiny_yaml, tmp_path, "--data", str(corrupt))
+    assert_user_error(result, "decodable")
+    short = write_tone(tmp_path / "short.wav", 0.01, 16000)
+    window = TINY["context"] + TINY["rollout_steps"] * TINY["segment"] + TINY["crossfade"]
+    assert_user_error(_train_error(env, tiny_yaml, tmp_path, "--data", str(short)), str(window))
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    assert_user_error(_train_error(env, tiny_yaml, tmp_path, "--data", str(silent)), "silent")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--set", "lr_gen=0.1"], ["'lr_gen'"]),
+        (["--set", "context=10"], ["context=10", "> segment"]),
+        (["--set", "lr_g=-1"], ["lr_g", "-1"]),
+        (["--set", "lr_g"], ["--set", "key=value"]),
+        (["--steps", "0"], ["--steps"]),
+    ],
+)
+def test_bad_config_inputs(env, tiny_yaml, tmp_path, args: list[str], words: list[str]) -> None:
+    assert_user_error(_train_error(env, tiny_yaml, tmp_path, *args), *words)
+
+
+def test_unwritable_output_and_bad_model(env, tiny_yaml, tmp_path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    result = cli(env, "train", "--config", str(tiny_yaml), "--out", str(blocker / "run"))
+    assert_user_error(result, str(blocker))
+    result = cli(env, "generate", str(blocker), "--seconds", "1", "--out", str(tmp_path / "o.wav"))
+    assert_user_error(result, str(blocker))
+    assert not (tmp_path / "o.wav").exists()
+    result = cli(env, "generate", str(tmp_path / "none.pt"), "--seconds", "1",
+                 "--out", str(blocker / "o.wav"))
+    assert_user_error(result, str(blocker))
