@@ -8,7 +8,6 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from samplegan_tune.errors import UserInputError
@@ -30,11 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", nargs="+", default=["synthetic"],
-                   help="audio files/folders, or 'synthetic' (built-in corpus, the default)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        default=["synthetic"],
+        help="audio files/folders, or 'synthetic' (built-in corpus, the default)",
+    )
     p.add_argument("--config", help="YAML file of config keys (see samplegan_tune/config.py)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key; repeatable")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key; repeatable",
+    )
     p.add_argument("--steps", type=int, default=2000, help="train until this step (total)")
     p.add_argument("--out", type=Path, default=DEFAULT_TRAIN_OUT, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -78,8 +86,12 @@ def run_train(args: argparse.Namespace) -> int:
     from samplegan_tune.trainer import Trainer
     from samplegan_tune.training_run import Intervals, prepare_data, train
 
-    _require_positive(steps=args.steps, log_every=args.log_every, eval_every=args.eval_every,
-                      checkpoint_every=args.checkpoint_every)
+    _require_positive(
+        steps=args.steps,
+        log_every=args.log_every,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+    )
     out = check_output_dir(args.out)
     has_run = (out / LAST).exists()
     if args.resume and not has_run:
@@ -92,8 +104,11 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig.from_dict(state["config"]) if state else load_config(args.config, args.set)
     device = _device(args.device)
     train_corpus, heldout = prepare_data(args.data, cfg, args.cache_dir)
-    print(f"data: {train_corpus.seconds:.0f} s for training, {heldout.seconds:.0f} s held out, "
-          f"{len(train_corpus.names) + len(heldout.names)} file(s) | device: {device}", flush=True)
+    print(
+        f"data: {train_corpus.seconds:.0f} s for training, {heldout.seconds:.0f} s held out, "
+        f"{len(train_corpus.names) + len(heldout.names)} file(s) | device: {device}",
+        flush=True,
+    )
     trainer = Trainer(cfg, train_corpus, heldout, device)
     if state:
         trainer.load_state_dict(state)
@@ -105,6 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     import torch
+
     from samplegan_tune.audio import load_audio, normalise_loudness, write_wav
     from samplegan_tune.checkpoint import load_model
     from samplegan_tune.fileio import check_output_file

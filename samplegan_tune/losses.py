@@ -15,7 +15,7 @@ Logits = Sequence[torch.Tensor]
 
 def d_loss(kind: str, real: Logits, fake: Logits) -> torch.Tensor:
     """Discriminator loss for `kind` in ns | hinge | lsgan | wgan-gp (penalty added apart)."""
-    parts = [_D_LOSSES[kind](r.float(), f.float()) for r, f in zip(real, fake)]
+    parts = [_D_LOSSES[kind](r.float(), f.float()) for r, f in zip(real, fake, strict=True)]
     return torch.stack(parts).mean()
 
 
@@ -58,7 +58,7 @@ def gradient_penalty(
 
 def feature_matching(real: Sequence[torch.Tensor], fake: Sequence[torch.Tensor]) -> torch.Tensor:
     """Mean L1 between D's feature maps on real (detached) and fake inputs."""
-    parts = [F.l1_loss(f.float(), r.detach().float()) for r, f in zip(real, fake)]
+    parts = [F.l1_loss(f.float(), r.detach().float()) for r, f in zip(real, fake, strict=True)]
     return torch.stack(parts).mean()
 
 
@@ -97,6 +97,22 @@ def reconstruction(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 def loudness_gap(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of per-example RMS level in dB (so decay costs linearly)."""
     return (level_db(fake) - level_db(real)).abs().mean() / 20.0
+
+
+def gain_power_loss(
+    gain_db: torch.Tensor, level: torch.Tensor, real: torch.Tensor, max_gain_db: float
+) -> torch.Tensor:
+    """Squared error of the predicted power ratio (segment / context) against the real one.
+
+    gain_db (B, 1) predicted, level (B, 1) context RMS, real (B, T) the true segment. In the
+    power domain the fit is the mean ratio, so a rollout's level neither decays nor grows on
+    average; a log-domain fit would give the (lower) median and compound into silence.
+    """
+    bound = 10 ** (max_gain_db / 10)
+    target = (real.float().pow(2).mean(-1, keepdim=True) / level.float().pow(2)).clamp(
+        1 / bound, bound
+    )
+    return (torch.pow(10.0, gain_db.float() / 10) - target).pow(2).mean()
 
 
 def level_db(x: torch.Tensor) -> torch.Tensor:

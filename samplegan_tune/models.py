@@ -47,14 +47,15 @@ class ContextAutoencoder(nn.Module):
         self.bottom_ch = widths[-1]
         ins = [1, *widths[:-1]]
         self.down = nn.ModuleList(
-            nn.Conv1d(i, o, kernel_size=8, stride=4, padding=2) for i, o in zip(ins, widths)
+            nn.Conv1d(i, o, kernel_size=8, stride=4, padding=2)
+            for i, o in zip(ins, widths, strict=True)
         )
         flat = self.bottom_ch * self.bottom_len
         self.to_latent = nn.Linear(flat, cfg.latent)
         self.from_latent = nn.Linear(cfg.latent, flat)
         self.up = nn.ModuleList(
             nn.ConvTranspose1d(o, i if i > 1 else widths[0], kernel_size=8, stride=4, padding=2)
-            for i, o in reversed(list(zip(ins, widths)))
+            for i, o in reversed(list(zip(ins, widths, strict=True)))
         )
         self.out = nn.Conv1d(widths[0], 1, kernel_size=7, padding=3)
 
@@ -110,19 +111,28 @@ class Generator(nn.Module):
             return self.reader(recon)
         return latent
 
-    def forward(self, seed: torch.Tensor, noise: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        """seed (B, L), noise (B, noise_dim), level (B, 1) context RMS -> (B, S + crossfade)."""
+    def forward(
+        self, seed: torch.Tensor, noise: torch.Tensor, level: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """seed (B, L), noise (B, noise_dim), level (B, 1) context RMS ->
+        waveform (B, S + crossfade) and gain_db (B, 1), its level relative to `level`.
+
+        With gain_mode="context" the waveform's level comes from gain_db alone, applied
+        detached: the sample-wise losses cannot shrink it (an uncertain L1 prediction is best
+        near zero, which compounds into silence over a rollout); `gain_power_loss` trains it.
+        """
         h = self.fc(torch.cat([seed, noise], dim=1)).view(-1, self.widths[0], self.base_len)
         for block in self.blocks:
             h = block(h)
         shape = torch.tanh(self.out(_act(h))[:, 0, : self.out_len])
         if self.cfg.gain_mode == "free":
-            return shape
+            return shape, torch.zeros_like(level)
         shape = shape / context_rms(shape).to(shape.dtype)
         log_level = torch.log10(level.float()).to(seed.dtype)
-        bound = self.cfg.max_gain_db / 20.0
-        rel = bound * torch.tanh(self.gain(torch.cat([seed, log_level], dim=1)))
-        return torch.clamp(shape * level * torch.pow(10.0, rel), -1.0, 1.0)
+        raw = self.gain(torch.cat([seed, log_level], dim=1)).float()
+        gain_db = self.cfg.max_gain_db * torch.tanh(raw)
+        scale = level * torch.pow(10.0, gain_db.detach() / 20)
+        return torch.clamp(shape * scale.to(shape.dtype), -1.0, 1.0), gain_db
 
 
 class _Reader(nn.Module):
@@ -163,12 +173,20 @@ class ContinuationModel(nn.Module):
 
     def forward(self, context: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
         """context (B, C), noise (B, noise_dim) -> dict with "fake" (B, S + crossfade),
-        "latent" (B, L), "ae_in" (B, C) the autoencoder's input and "recon" (B, C) its output."""
+        "gain_db" (B, 1) and the context "level" (B, 1) (see Generator), "latent" (B, L),
+        "ae_in" (B, C) the autoencoder's input and "recon" (B, C) its output."""
         level = context_rms(context)
         ae_in = context / level if self.cfg.gain_mode == "context" else context
         latent, recon = self.ae(ae_in)
-        fake = self.g(self.g.seed(latent, recon), noise, level)
-        return {"fake": fake, "latent": latent, "ae_in": ae_in, "recon": recon}
+        fake, gain_db = self.g(self.g.seed(latent, recon), noise, level)
+        return {
+            "fake": fake,
+            "gain_db": gain_db,
+            "level": level,
+            "latent": latent,
+            "ae_in": ae_in,
+            "recon": recon,
+        }
 
 
 class SegmentDiscriminator(nn.Module):
@@ -179,8 +197,11 @@ class SegmentDiscriminator(nn.Module):
         widths = [min(cfg.d_channels * 2**i, 512) for i in range(cfg.d_depth)]
         ins = [in_channels, *widths[:-1]]
         self.convs = nn.ModuleList(
-            _normed(nn.Conv1d(i, o, 15 if n == 0 else 9, stride=1 if n == 0 else 4, padding=4), cfg.d_norm)
-            for n, (i, o) in enumerate(zip(ins, widths))
+            _normed(
+                nn.Conv1d(i, o, 15 if n == 0 else 9, stride=1 if n == 0 else 4, padding=4),
+                cfg.d_norm,
+            )
+            for n, (i, o) in enumerate(zip(ins, widths, strict=True))
         )
         self.post = _normed(nn.Conv1d(widths[-1], 1, 3, padding=1), cfg.d_norm)
         self.project = nn.Linear(cfg.latent, widths[-1]) if cfg.d_context else None

@@ -28,8 +28,9 @@ class EventLog:
         """clip (T,): written as audio and as a log-mel spectrogram image."""
         clip = clip.detach().float().cpu().clamp(-1, 1)
         self.writer.add_audio(tag, clip.numpy(), step, sample_rate=self.sample_rate)
-        self.writer.add_image(f"{tag}_spectrogram", spectrogram_image(clip, self.mel), step,
-                              dataformats="HW")
+        self.writer.add_image(
+            f"{tag}_spectrogram", spectrogram_image(clip, self.mel), step, dataformats="HW"
+        )
 
     def close(self) -> None:
         self.writer.close()

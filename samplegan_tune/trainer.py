@@ -103,13 +103,17 @@ class Trainer:
 
         Returns a dict of "fake" (B, K, S + F) per-step outputs, "real" (B, K, S + F) targets,
         "stitched" (B, K * S) crossfaded fake sequence, "real_seq" (B, K * S), "latent"
-        (B, K, L), and step 0's "ae_in" / "recon" (B, C).
+        (B, K, L), "gain_db" and context "level" (B, K, 1), and step 0's "ae_in" / "recon"
+        (B, C).
         """
         cfg = self.cfg
         c, s, f = cfg.context, cfg.segment, cfg.crossfade
         batch = windows.shape[0]
         free = (torch.rand(batch, generator=self.rng) < free_prob).to(self.device)
-        context, pending, out = windows[:, :c], None, {"fake": [], "latent": [], "emitted": []}
+        context, pending = windows[:, :c], None
+        out: dict[str, list] = {
+            key: [] for key in ("fake", "latent", "emitted", "gain_db", "level")
+        }
         for k in range(cfg.rollout_steps):
             if k > 0:
                 own = torch.cat([context[:, s:], out["emitted"][-1].detach()], dim=1)
@@ -121,8 +125,9 @@ class Trainer:
                 out["ae_in"], out["recon"] = result["ae_in"], result["recon"]
             emitted, pending = crossfade_join(pending, result["fake"].float(), s)
             out["fake"].append(result["fake"].float())
-            out["latent"].append(result["latent"])
             out["emitted"].append(emitted)
+            for key in ("latent", "gain_db", "level"):
+                out[key].append(result[key])
         targets = [windows[:, c + k * s : c + k * s + s + f] for k in range(cfg.rollout_steps)]
         return {
             "fake": torch.stack(out["fake"], 1),
@@ -130,6 +135,8 @@ class Trainer:
             "stitched": torch.cat(out["emitted"], 1),
             "real_seq": windows[:, c : c + cfg.rollout_steps * s],
             "latent": torch.stack(out["latent"], 1),
+            "gain_db": torch.stack(out["gain_db"], 1),
+            "level": torch.stack(out["level"], 1),
             "ae_in": out["ae_in"],
             "recon": out["recon"],
         }
@@ -149,7 +156,9 @@ class Trainer:
         if cfg.adv_loss == "wgan-gp":
             flat_latent = u["latent"].flatten(0, 1)
             parts["gp"] = losses.gradient_penalty(
-                lambda x: self.d(x, flat_latent)[0], u["real"].flatten(0, 1), u["fake"].flatten(0, 1)
+                lambda x: self.d(x, flat_latent)[0],
+                u["real"].flatten(0, 1),
+                u["fake"].flatten(0, 1),
             )
         if self.seq_d is not None:
             with self._autocast():
@@ -200,9 +209,16 @@ class Trainer:
         return {
             "recon_l1": losses.reconstruction(fake, real),
             "recon_stft": losses.multi_resolution_stft(fake, real, self.stft_sizes),
-            "loudness": losses.loudness_gap(fake[:, :s], real[:, :s]),
+            "loudness": self._loudness_loss(u, real[:, :s]),
             "ae": self._ae_loss(u["recon"], u["ae_in"]),
         }
+
+    def _loudness_loss(self, u: Unroll, real: torch.Tensor) -> torch.Tensor:
+        """Level matching: of the gain head (gain_mode=context) or of the waveform (free)."""
+        if self.cfg.gain_mode == "context":
+            gain_db, level = u["gain_db"].flatten(0, 1), u["level"].flatten(0, 1)
+            return losses.gain_power_loss(gain_db, level, real, self.cfg.max_gain_db)
+        return losses.loudness_gap(u["fake"].flatten(0, 1)[:, : self.cfg.segment], real)
 
     def _ae_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return losses.reconstruction(recon, target) + losses.multi_resolution_stft(

@@ -42,7 +42,7 @@ def prepare_data(
 
 
 def pick_device(name: str) -> torch.device:
-    """"auto" -> CUDA when present, else CPU."""
+    """ "auto" -> CUDA when present, else CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -86,8 +86,9 @@ def evaluate_and_listen(trainer: Trainer, events: EventLog, seconds: float = 2.0
     primer = trainer.eval_sampler.fixed_windows(1, trainer.cfg.context, seed=7)
     clip = rollout(trainer.model, primer, int(seconds * trainer.cfg.sample_rate), seed=0)[0]
     trainer.model.train()
-    metrics["eval/rollout_drift_db"] = float(rms_dbfs(clip[-trainer.cfg.sample_rate // 2 :]) -
-                                             rms_dbfs(primer[0]))
+    metrics["eval/rollout_drift_db"] = float(
+        rms_dbfs(clip[-trainer.cfg.sample_rate // 2 :]) - rms_dbfs(primer[0])
+    )
     events.scalars(metrics, trainer.step_count)
     events.audio("rollout/primed", torch.cat([primer[0], clip]), trainer.step_count)
     return metrics

@@ -31,7 +31,10 @@ def tiny_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "samplegan_tune.cli", *args],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
@@ -54,8 +57,20 @@ def write_tone(path: Path, seconds: float, rate: int, channels: int = 1, amp: fl
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, env, tiny_yaml) -> Path:
     out = tmp_path_factory.mktemp("runs") / "run"
-    result = cli(env, "train", "--config", str(tiny_yaml), "--steps", "4", "--out", str(out),
-                 "--log-every", "2", "--eval-every", "4")
+    result = cli(
+        env,
+        "train",
+        "--config",
+        str(tiny_yaml),
+        "--steps",
+        "4",
+        "--out",
+        str(out),
+        "--log-every",
+        "2",
+        "--eval-every",
+        "4",
+    )
     assert result.returncode == 0, result.stderr
     assert "step 4/4" in result.stdout and "steps/s" in result.stdout
     return out
@@ -78,8 +93,18 @@ def test_generate_writes_a_valid_wav_of_the_asked_length(trained, env, tmp_path)
     assert_user_error(again, str(out), "--force")
     primed = tmp_path / "primed.wav"
     prime = write_tone(tmp_path / "prime.flac", 0.5, 44100, channels=2)
-    result = cli(env, "generate", str(trained / "checkpoints" / "last.pt"), "--seconds", "1",
-                 "--out", str(primed), "--prime", str(prime), "--include-prime")
+    result = cli(
+        env,
+        "generate",
+        str(trained / "checkpoints" / "last.pt"),
+        "--seconds",
+        "1",
+        "--out",
+        str(primed),
+        "--prime",
+        str(prime),
+        "--include-prime",
+    )
     assert result.returncode == 0, result.stderr
     assert len(sf.read(primed)[0]) == 16000 + 8000
 
@@ -103,8 +128,18 @@ def test_odd_but_valid_inputs_train(env, tiny_yaml, tmp_path) -> None:
     write_tone(music / "mono.ogg", 1.0, 22050)
     (music / "broken.wav").write_bytes(b"RIFF not really a wave file")
     out = tmp_path / "run"
-    result = cli(env, "train", "--data", str(music), "--config", str(tiny_yaml), "--steps", "2",
-                 "--out", str(out))
+    result = cli(
+        env,
+        "train",
+        "--data",
+        str(music),
+        "--config",
+        str(tiny_yaml),
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     assert "broken.wav" in result.stderr  # skipped with a warning naming it
     assert "3 file(s)" in result.stdout
@@ -162,6 +197,13 @@ def test_unwritable_output_and_bad_model(env, tiny_yaml, tmp_path) -> None:
     result = cli(env, "generate", str(blocker), "--seconds", "1", "--out", str(tmp_path / "o.wav"))
     assert_user_error(result, str(blocker))
     assert not (tmp_path / "o.wav").exists()
-    result = cli(env, "generate", str(tmp_path / "none.pt"), "--seconds", "1",
-                 "--out", str(blocker / "o.wav"))
+    result = cli(
+        env,
+        "generate",
+        str(tmp_path / "none.pt"),
+        "--seconds",
+        "1",
+        "--out",
+        str(blocker / "o.wav"),
+    )
     assert_user_error(result, str(blocker))

@@ -36,7 +36,9 @@ def test_gradient_penalty_is_zero_for_a_unit_slope_critic() -> None:
         return [x @ direction]
 
     assert losses.gradient_penalty(critic, real, fake) == pytest.approx(0.0, abs=1e-10)
-    assert losses.gradient_penalty(lambda x: [3 * (x @ direction)], real, fake) == pytest.approx(4.0)
+    assert losses.gradient_penalty(lambda x: [3 * (x @ direction)], real, fake) == pytest.approx(
+        4.0
+    )
 
 
 def test_feature_matching_and_reconstruction() -> None:
