@@ -19,6 +19,7 @@ import torch
 from samplegan_tune import losses
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, synthetic_songs
+from samplegan_tune.models import context_rms
 from samplegan_tune.rollout import crossfade_join
 from samplegan_tune.trainer import Trainer
 
@@ -29,18 +30,20 @@ def hand_written_step(t: Trainer, windows: torch.Tensor) -> None:
 
     def unroll() -> tuple[torch.Tensor, ...]:
         free = torch.rand(windows.shape[0], generator=t.rng).to(t.device) < cfg.scheduled_sampling
-        context, pending, fakes, lats, emitted = windows[:, :c], None, [], [], []
+        context, pending, fakes, lats, emitted, gains = windows[:, :c], None, [], [], [], []
+        anchor = context_rms(context)
         for k in range(cfg.rollout_steps):
             if k:
                 own = torch.cat([context[:, s:], emitted[-1].detach()], 1)
                 context = torch.where(free[:, None], own, windows[:, k * s : k * s + c])
             noise = torch.randn(windows.shape[0], cfg.noise_dim, generator=t.rng).to(t.device)
             with t._autocast():
-                out = t.model(context, noise)
+                out = t.model(context, noise, anchor)
             if k == 0:
                 ae = (out["recon"], out["ae_in"])
             e, pending = crossfade_join(pending, out["fake"].float(), s)
             fakes.append(out["fake"].float()), lats.append(out["latent"]), emitted.append(e)
+            gains.append(out["gain_db"])
         real = torch.stack(
             [windows[:, c + k * s : c + k * s + s + f] for k in range(cfg.rollout_steps)], 1
         ).flatten(0, 1)
@@ -55,7 +58,7 @@ def hand_written_step(t: Trainer, windows: torch.Tensor) -> None:
         )
 
     with torch.no_grad():
-        fake, real, lat, seq_fake, seq_real, _, _ = unroll()
+        fake, real, lat, seq_fake, seq_real, *_ = unroll()
     with t._autocast():
         (rl, _), (fl, _) = t.d(real, lat), t.d(fake, lat)
         sr, sf = t.seq_d(seq_real)[0], t.seq_d(seq_fake)[0]
@@ -66,7 +69,7 @@ def hand_written_step(t: Trainer, windows: torch.Tensor) -> None:
     t.opt_d.step()
     losses.d_accuracy(rl, fl)
 
-    fake, real, lat, seq_fake, seq_real, recon, ae_in = unroll()
+    fake, real, lat, seq_fake, seq_real, recon, ae_in, gain, anchors = unroll()
     with t._autocast():
         fl, ff = t.d(fake, lat.detach())
         with torch.no_grad():
@@ -75,7 +78,7 @@ def hand_written_step(t: Trainer, windows: torch.Tensor) -> None:
     g_total = (
         cfg.lambda_recon_l1 * losses.reconstruction(fake, real)
         + cfg.lambda_recon_stft * losses.multi_resolution_stft(fake, real, t.stft_sizes)
-        + cfg.lambda_loudness * losses.loudness_gap(fake[:, :s], real[:, :s])
+        + cfg.lambda_loudness * losses.gain_loss(gain, anchors, real[:, :s], cfg.max_gain_db)
         + cfg.lambda_ae
         * (
             losses.reconstruction(recon, ae_in)

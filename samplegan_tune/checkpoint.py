@@ -51,7 +51,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> ContinuationModel:
     """Rebuild the autoencoder + generator from a checkpoint alone, in eval mode."""
-    state = load_checkpoint(path)
+    return model_from_state(load_checkpoint(path)).to(device)
+
+
+def model_from_state(state: dict[str, Any]) -> ContinuationModel:
+    """The autoencoder + generator of a loaded checkpoint (or Trainer.state_dict()), in eval
+    mode."""
     model = ContinuationModel(TrainConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"])
-    return model.to(device).eval()
+    return model.eval()

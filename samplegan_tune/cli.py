@@ -10,7 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from samplegan_tune import search_cli
 from samplegan_tune.errors import UserInputError
+from samplegan_tune.evaluate_cmd import add_evaluate_arguments, evaluate_from_args
+from samplegan_tune.search_cli import add_search_commands
 
 if TYPE_CHECKING:  # torch is imported lazily so that --help and input errors answer at once
     import torch
@@ -20,11 +23,14 @@ DEFAULT_TRAIN_OUT = Path("results") / "train"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="samplegan-tune", description="Autoencoder-seeded raw-audio GAN: train, generate."
+        prog="samplegan-tune",
+        description="Autoencoder-seeded raw-audio GAN: train, search, rank, export, generate.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train(commands.add_parser("train", help="train one model (no Ray)"))
     _add_generate(commands.add_parser("generate", help="make a WAV from a trained model"))
+    add_search_commands(commands)
+    add_evaluate_arguments(commands.add_parser("evaluate", help="quality metrics of audio"))
     return parser
 
 
@@ -55,7 +61,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _add_generate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a checkpoint .pt or a train run folder")
+    p.add_argument("model", help="an exported folder, a train run folder or a checkpoint .pt")
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--out", type=Path, required=True, help="the WAV file to write")
     p.add_argument("--prime", help="audio file whose end seeds the context (else quiet noise)")
@@ -68,7 +74,16 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="warning: %(message)s", stream=sys.stderr)
-    handlers = {"train": run_train, "generate": run_generate}
+    handlers = {
+        "train": run_train,
+        "generate": run_generate,
+        "evaluate": evaluate_from_args,
+        "search": search_cli.run_search,
+        "resume": search_cli.run_resume,
+        "leaderboard": search_cli.run_leaderboard,
+        "export": search_cli.run_export,
+        "spaces": search_cli.run_spaces,
+    }
     try:
         return handlers[args.command](args)
     except UserInputError as err:
@@ -122,13 +137,13 @@ def run_generate(args: argparse.Namespace) -> int:
     import torch
 
     from samplegan_tune.audio import load_audio, normalise_loudness, write_wav
-    from samplegan_tune.checkpoint import load_model
+    from samplegan_tune.export import load_any_model
     from samplegan_tune.fileio import check_output_file
     from samplegan_tune.rollout import rollout, unprimed_context
 
     _require_positive(seconds=args.seconds)
     out = check_output_file(args.out, args.force)
-    model = load_model(args.model, _device(args.device))
+    model = load_any_model(args.model, _device(args.device))
     cfg = model.cfg
     level = -20.0 if math.isnan(cfg.normalise_dbfs) else cfg.normalise_dbfs
     if args.prime:

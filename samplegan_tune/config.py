@@ -43,8 +43,8 @@ class TrainConfig:
     g_channels: int = 64  # width of the first generator block (halves per block, min 16)
     g_depth: int = 4  # upsampling blocks
     g_upsample: int = 2  # upsampling factor per block
-    gain_mode: str = "context"  # "context": G predicts a level relative to the context's RMS
-    max_gain_db: float = 6.0  # bound on that relative level per step (gain_mode=context)
+    gain_mode: str = "context"  # "context": G predicts its level relative to the primer's RMS
+    max_gain_db: float = 10.0  # bound on that relative level (gain_mode=context)
     # --- discriminators ---
     d_kind: str = "multiscale"  # segment D variant
     d_channels: int = 16

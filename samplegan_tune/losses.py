@@ -99,20 +99,13 @@ def loudness_gap(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (level_db(fake) - level_db(real)).abs().mean() / 20.0
 
 
-def gain_power_loss(
-    gain_db: torch.Tensor, level: torch.Tensor, real: torch.Tensor, max_gain_db: float
+def gain_loss(
+    gain_db: torch.Tensor, anchor: torch.Tensor, real: torch.Tensor, max_gain_db: float
 ) -> torch.Tensor:
-    """Squared error of the predicted power ratio (segment / context) against the real one.
-
-    gain_db (B, 1) predicted, level (B, 1) context RMS, real (B, T) the true segment. In the
-    power domain the fit is the mean ratio, so a rollout's level neither decays nor grows on
-    average; a log-domain fit would give the (lower) median and compound into silence.
-    """
-    bound = 10 ** (max_gain_db / 10)
-    target = (real.float().pow(2).mean(-1, keepdim=True) / level.float().pow(2)).clamp(
-        1 / bound, bound
-    )
-    return (torch.pow(10.0, gain_db.float() / 10) - target).pow(2).mean()
+    """L1 in dB/20 between the predicted gain (B, 1) and the real segment's (B, T) level
+    relative to the anchor level (B, 1), clipped to the reachable ±max_gain_db."""
+    target = level_db(real)[:, None] - 20 * torch.log10(anchor.float())
+    return (gain_db.float() - target.clamp(-max_gain_db, max_gain_db)).abs().mean() / 20.0
 
 
 def level_db(x: torch.Tensor) -> torch.Tensor:

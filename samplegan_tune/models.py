@@ -82,9 +82,11 @@ class ContextAutoencoder(nn.Module):
 class Generator(nn.Module):
     """Seed vector -> the next S + crossfade samples.
 
-    With `gain_mode="context"` the network emits a unit-level waveform shape plus a bounded
-    log-gain relative to the context's level, so a rollout cannot fade out or blow up faster
-    than `max_gain_db` per step (the seed paper's "transient, then a stagnant waveform").
+    With `gain_mode="context"` the network emits a unit-level waveform shape plus a gain in dB,
+    bounded by `max_gain_db`, relative to an anchor level: the RMS of the real context a
+    rollout started from. A rollout therefore can neither fade into silence nor blow up (the
+    seed paper's "transient, then a stagnant waveform"); a level measured on the model's own
+    output instead would feed every small bias back and compound it over hundreds of steps.
     """
 
     def __init__(self, cfg: TrainConfig) -> None:
@@ -101,7 +103,7 @@ class Generator(nn.Module):
             _UpBlock(widths[i], widths[i + 1], cfg.g_upsample) for i in range(cfg.g_depth)
         )
         self.out = nn.Conv1d(widths[-1], 1, kernel_size=7, padding=3)
-        # Gain head sees the seed and the context's absolute level (so it can pull drift back).
+        # Gain head sees the seed and how far the current context has drifted from the anchor.
         self.gain = nn.Linear(seed_dim + 1, 1)
         self.widths = widths
 
@@ -112,26 +114,25 @@ class Generator(nn.Module):
         return latent
 
     def forward(
-        self, seed: torch.Tensor, noise: torch.Tensor, level: torch.Tensor
+        self, seed: torch.Tensor, noise: torch.Tensor, anchor: torch.Tensor, drift: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """seed (B, L), noise (B, noise_dim), level (B, 1) context RMS ->
-        waveform (B, S + crossfade) and gain_db (B, 1), its level relative to `level`.
+        """seed (B, L), noise (B, noise_dim), anchor (B, 1) level of the rollout's first
+        context, drift (B, 1) log10 of the current context level over the anchor ->
+        waveform (B, S + crossfade) and gain_db (B, 1), its level relative to `anchor`.
 
-        With gain_mode="context" the waveform's level comes from gain_db alone, applied
-        detached: the sample-wise losses cannot shrink it (an uncertain L1 prediction is best
-        near zero, which compounds into silence over a rollout); `gain_power_loss` trains it.
+        The gain is applied detached: the sample-wise losses cannot shrink it (an uncertain L1
+        prediction is best near zero); `gain_loss` trains it.
         """
         h = self.fc(torch.cat([seed, noise], dim=1)).view(-1, self.widths[0], self.base_len)
         for block in self.blocks:
             h = block(h)
         shape = torch.tanh(self.out(_act(h))[:, 0, : self.out_len])
         if self.cfg.gain_mode == "free":
-            return shape, torch.zeros_like(level)
+            return shape, torch.zeros_like(anchor)
         shape = shape / context_rms(shape).to(shape.dtype)
-        log_level = torch.log10(level.float()).to(seed.dtype)
-        raw = self.gain(torch.cat([seed, log_level], dim=1)).float()
+        raw = self.gain(torch.cat([seed, drift.to(seed.dtype)], dim=1)).float()
         gain_db = self.cfg.max_gain_db * torch.tanh(raw)
-        scale = level * torch.pow(10.0, gain_db.detach() / 20)
+        scale = anchor * torch.pow(10.0, gain_db.detach() / 20)
         return torch.clamp(shape * scale.to(shape.dtype), -1.0, 1.0), gain_db
 
 
@@ -171,22 +172,20 @@ class ContinuationModel(nn.Module):
         self.ae = ContextAutoencoder(cfg)
         self.g = Generator(cfg)
 
-    def forward(self, context: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
-        """context (B, C), noise (B, noise_dim) -> dict with "fake" (B, S + crossfade),
-        "gain_db" (B, 1) and the context "level" (B, 1) (see Generator), "latent" (B, L),
-        "ae_in" (B, C) the autoencoder's input and "recon" (B, C) its output."""
+    def forward(
+        self, context: torch.Tensor, noise: torch.Tensor, anchor: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """context (B, C), noise (B, noise_dim), anchor (B, 1) the level the rollout started at
+        (default: this context's) -> dict with "fake" (B, S + crossfade), "gain_db" (B, 1)
+        (see Generator), "latent" (B, L), "ae_in" (B, C) the autoencoder's input (the context
+        scaled to unit level when gain_mode="context") and "recon" (B, C) its output."""
         level = context_rms(context)
+        anchor = level if anchor is None else anchor
         ae_in = context / level if self.cfg.gain_mode == "context" else context
         latent, recon = self.ae(ae_in)
-        fake, gain_db = self.g(self.g.seed(latent, recon), noise, level)
-        return {
-            "fake": fake,
-            "gain_db": gain_db,
-            "level": level,
-            "latent": latent,
-            "ae_in": ae_in,
-            "recon": recon,
-        }
+        drift = torch.log10(level / anchor)
+        fake, gain_db = self.g(self.g.seed(latent, recon), noise, anchor, drift)
+        return {"fake": fake, "gain_db": gain_db, "latent": latent, "ae_in": ae_in, "recon": recon}
 
 
 class SegmentDiscriminator(nn.Module):

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from samplegan_tune.models import ContinuationModel
+from samplegan_tune.models import ContinuationModel, context_rms
 
 
 def crossfade_join(
@@ -51,13 +51,15 @@ def rollout(
     """
     cfg = model.cfg
     device = next(model.parameters()).device
-    context = fit_context(context.to(device), cfg.context)
+    context = context.to(device)
+    anchor = context_rms(context)  # before padding, which would lower a short primer's level
+    context = fit_context(context, cfg.context)
     noise_rng = torch.Generator().manual_seed(seed)
     steps = math.ceil(num_samples / cfg.segment)
     pieces, pending = [], None
     for _ in range(steps):
         noise = torch.randn(context.shape[0], cfg.noise_dim, generator=noise_rng).to(device)
-        fake = model(context, noise)["fake"].float()
+        fake = model(context, noise, anchor)["fake"].float()
         emitted, pending = crossfade_join(pending, fake, cfg.segment)
         pieces.append(emitted)
         context = torch.cat([context[:, cfg.segment :], emitted], dim=1)

@@ -11,7 +11,7 @@ import torch
 from samplegan_tune import losses
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, WindowSampler
-from samplegan_tune.models import ContinuationModel, build_discriminators
+from samplegan_tune.models import ContinuationModel, build_discriminators, context_rms
 from samplegan_tune.rollout import crossfade_join
 
 Unroll = dict[str, torch.Tensor]
@@ -103,30 +103,29 @@ class Trainer:
 
         Returns a dict of "fake" (B, K, S + F) per-step outputs, "real" (B, K, S + F) targets,
         "stitched" (B, K * S) crossfaded fake sequence, "real_seq" (B, K * S), "latent"
-        (B, K, L), "gain_db" and context "level" (B, K, 1), and step 0's "ae_in" / "recon"
-        (B, C).
+        (B, K, L), "gain_db" (B, K, 1), the rollout's "anchor" level (B, 1), and step 0's
+        "ae_in" / "recon" (B, C).
         """
         cfg = self.cfg
         c, s, f = cfg.context, cfg.segment, cfg.crossfade
         batch = windows.shape[0]
         free = (torch.rand(batch, generator=self.rng) < free_prob).to(self.device)
         context, pending = windows[:, :c], None
-        out: dict[str, list] = {
-            key: [] for key in ("fake", "latent", "emitted", "gain_db", "level")
-        }
+        anchor = context_rms(context)
+        out: dict[str, list] = {key: [] for key in ("fake", "latent", "emitted", "gain_db")}
         for k in range(cfg.rollout_steps):
             if k > 0:
                 own = torch.cat([context[:, s:], out["emitted"][-1].detach()], dim=1)
                 context = torch.where(free[:, None], own, windows[:, k * s : k * s + c])
             noise = torch.randn(batch, cfg.noise_dim, generator=self.rng).to(self.device)
             with self._autocast():
-                result = self.model(context, noise)
+                result = self.model(context, noise, anchor)
             if k == 0:
                 out["ae_in"], out["recon"] = result["ae_in"], result["recon"]
             emitted, pending = crossfade_join(pending, result["fake"].float(), s)
             out["fake"].append(result["fake"].float())
             out["emitted"].append(emitted)
-            for key in ("latent", "gain_db", "level"):
+            for key in ("latent", "gain_db"):
                 out[key].append(result[key])
         targets = [windows[:, c + k * s : c + k * s + s + f] for k in range(cfg.rollout_steps)]
         return {
@@ -136,7 +135,7 @@ class Trainer:
             "real_seq": windows[:, c : c + cfg.rollout_steps * s],
             "latent": torch.stack(out["latent"], 1),
             "gain_db": torch.stack(out["gain_db"], 1),
-            "level": torch.stack(out["level"], 1),
+            "anchor": anchor,
             "ae_in": out["ae_in"],
             "recon": out["recon"],
         }
@@ -216,8 +215,10 @@ class Trainer:
     def _loudness_loss(self, u: Unroll, real: torch.Tensor) -> torch.Tensor:
         """Level matching: of the gain head (gain_mode=context) or of the waveform (free)."""
         if self.cfg.gain_mode == "context":
-            gain_db, level = u["gain_db"].flatten(0, 1), u["level"].flatten(0, 1)
-            return losses.gain_power_loss(gain_db, level, real, self.cfg.max_gain_db)
+            k = self.cfg.rollout_steps
+            anchor = u["anchor"].repeat_interleave(k, dim=0)  # matches flatten(0, 1) order
+            gain_db = u["gain_db"].flatten(0, 1)
+            return losses.gain_loss(gain_db, anchor, real, self.cfg.max_gain_db)
         return losses.loudness_gap(u["fake"].flatten(0, 1)[:, : self.cfg.segment], real)
 
     def _ae_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

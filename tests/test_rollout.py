@@ -55,3 +55,20 @@ def test_fit_context_pads_left_and_crops_to_the_end() -> None:
     x = torch.arange(5.0)[None]
     assert fit_context(x, 3).tolist() == [[2.0, 3.0, 4.0]]
     assert fit_context(x, 7).tolist() == [[0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0]]
+
+
+def test_rollout_level_stays_anchored_to_the_primer(tiny: TrainConfig) -> None:
+    """The seed paper's failure (a transient, then silence) cannot happen in gain_mode=context:
+    even an untrained model's 100-segment rollout stays within max_gain_db of the primer."""
+    torch.manual_seed(0)
+    model = ContinuationModel(tiny.replace(max_gain_db=6.0)).eval()
+    for level_db in (-35.0, -12.0):
+        primer = torch.randn(1, tiny.context)
+        primer = primer / primer.pow(2).mean().sqrt() * 10 ** (level_db / 20)
+        audio = rollout(model, primer, 100 * tiny.segment, seed=0)
+        per_segment = 10 * torch.log10(audio.view(-1, tiny.segment).pow(2).mean(-1))
+        assert (per_segment - level_db).abs().max() <= 6.0 + 1.0
+    free = ContinuationModel(tiny.replace(gain_mode="free")).eval()
+    audio = rollout(free, primer, 100 * tiny.segment, seed=0)
+    per_segment = 10 * torch.log10(audio.view(-1, tiny.segment).pow(2).mean(-1))
+    assert (per_segment - level_db).abs().max() > 7.0  # the naive mode is not held to it

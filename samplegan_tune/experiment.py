@@ -1,0 +1,99 @@
+"""An experiment folder: what a search was asked to do (search.json), its Optuna study, and
+the data every trial shares. `resume`, `leaderboard` and `export` start from here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from samplegan_tune.config import TrainConfig
+from samplegan_tune.data import default_cache_dir
+from samplegan_tune.errors import UserInputError
+from samplegan_tune.metrics import reference_for
+from samplegan_tune.space import SearchSettings, SearchSpace, parse_space
+from samplegan_tune.training_run import prepare_data
+from samplegan_tune.trial import TrialData, reference_clips
+
+DESCRIPTION_FILE = "search.json"
+STUDY_FILE = "optuna.db"
+
+
+@dataclass
+class Experiment:
+    """A search request, stored in its folder so that it can be resumed and ranked later."""
+
+    name: str
+    folder: Path  # local: our files (search.json, optuna.db, leaderboard, listening page)
+    tune_storage: str  # Tune's storage_path: the folder's parent, or s3://… / gs://…
+    space_name: str
+    space_yaml: str  # the space as it was when the search started
+    settings: SearchSettings
+    data: list[str]
+    num_samples: int
+    seed: int = 0
+    time_budget: float | None = None
+    start_points: list[dict[str, Any]] = field(default_factory=list)
+    address: str | None = None
+    cache_dir: str | None = None
+    created: float = field(default_factory=time.time)
+
+    @property
+    def space(self) -> SearchSpace:
+        return parse_space(self.space_name, yaml.safe_load(self.space_yaml))
+
+    @property
+    def tune_path(self) -> str:
+        return f"{self.tune_storage.rstrip('/')}/{self.name}"
+
+    @property
+    def base_config(self) -> TrainConfig:
+        """The space's fixed values: the data settings every trial shares."""
+        return TrainConfig.from_dict(self.space.fixed)
+
+    def optuna_storage(self) -> optuna.storages.RDBStorage:
+        return optuna.storages.RDBStorage(f"sqlite:///{self.folder.resolve() / STUDY_FILE}")
+
+    def save(self) -> None:
+        values = dataclasses.asdict(self)
+        values["folder"] = str(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / DESCRIPTION_FILE).write_text(json.dumps(values, indent=2))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Experiment:
+        """The experiment in `folder`; UserInputError if it is not one."""
+        folder = Path(folder)
+        path = folder / DESCRIPTION_FILE
+        if not path.is_file():
+            raise UserInputError(f"{folder}: not an experiment folder (no {DESCRIPTION_FILE})")
+        try:
+            values = json.loads(path.read_text())
+            values["settings"] = SearchSettings(**values["settings"])
+            values["folder"] = folder
+            return cls(**values)
+        except (ValueError, TypeError, KeyError) as err:
+            raise UserInputError(f"{path}: unreadable experiment description ({err})") from err
+
+    def study(self) -> optuna.Study:
+        return optuna.load_study(study_name=self.name, storage=self.optuna_storage())
+
+
+def prepare_trial_data(exp: Experiment) -> TrialData:
+    """Decode (or load from cache) the corpus once and the real-side metric statistics."""
+    cfg = exp.base_config
+    train, heldout = prepare_data(exp.data, cfg, exp.cache_dir)
+    clips = reference_clips(heldout, exp.settings, cfg.sample_rate)
+    cache = Path(exp.cache_dir) if exp.cache_dir else default_cache_dir()
+    reference = reference_for(clips, cfg.sample_rate, cache, key="+".join(exp.data))
+    description = (
+        f"{', '.join(exp.data)}: {train.seconds:.0f} s training, {heldout.seconds:.0f} s "
+        f"held out, {cfg.sample_rate} Hz"
+    )
+    return TrialData(train, heldout, reference, description)

@@ -1,0 +1,124 @@
+"""Export a ranked model to a standalone folder, and load it back with no Ray and no space.
+
+The folder holds `model.safetensors` (autoencoder + generator weights), `config.json` (the
+TrainConfig that builds them), `metrics.json` (its leaderboard scores) and `manifest.json`
+(package versions, seed, data description, where it came from).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from samplegan_tune.checkpoint import load_model
+from samplegan_tune.config import TrainConfig
+from samplegan_tune.errors import UserInputError
+from samplegan_tune.experiment import Experiment
+from samplegan_tune.fileio import check_output_dir
+from samplegan_tune.models import ContinuationModel
+from samplegan_tune.ranking import load_ranked_model, read_leaderboard
+
+MANIFEST, WEIGHTS, CONFIG, METRICS = (
+    "manifest.json",
+    "model.safetensors",
+    "config.json",
+    "metrics.json",
+)
+FORMAT = "samplegan-tune/export/1"
+_PACKAGES = ("samplegan-tune", "torch", "torchaudio", "ray", "optuna", "safetensors", "numpy")
+
+
+def export(experiment: str | Path, rank: int, out: str | Path, force: bool = False) -> Path:
+    """Write the model ranked `rank` in `experiment` to the folder `out`."""
+    exp = Experiment.load(experiment)
+    entries = read_leaderboard(exp.folder)
+    if not entries:
+        raise UserInputError(f"{exp.folder}: no ranked survivors (run `leaderboard` first)")
+    if not 1 <= rank <= len(entries):
+        raise UserInputError(f"--rank {rank}: the leaderboard has ranks 1 to {len(entries)}")
+    out = check_output_dir(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise UserInputError(f"{out}: exists and is not empty; pass --force to replace it")
+    entry = entries[rank - 1]
+    model, state = load_ranked_model(exp.folder, entry)
+    manifest = {
+        "format": FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "experiment": exp.name,
+        "rank": rank,
+        "trial_id": entry.trial_id,
+        "step": int(state["step"]),
+        "seed": model.cfg.seed,
+        "search_seed": exp.seed,
+        "data": exp.data,
+        "versions": _versions(),
+        "python": platform.python_version(),
+    }
+    files = {
+        CONFIG: json.dumps(model.cfg.to_dict(), indent=2),
+        METRICS: json.dumps(asdict(entry), indent=2),
+        MANIFEST: json.dumps(manifest, indent=2),
+    }
+    _write_folder(out, model, files)
+    return out
+
+
+def _write_folder(out: Path, model: ContinuationModel, files: dict[str, str]) -> None:
+    """Build the folder beside `out`, then swap it in: never a half-written export."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(weights, str(staging / WEIGHTS))
+        for name, text in files.items():
+            (staging / name).write_text(text)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def is_export(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def load_exported(folder: str | Path, device: str | torch.device = "cpu") -> ContinuationModel:
+    """Rebuild the model from an exported folder alone."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        cfg = TrainConfig.from_dict(json.loads((folder / CONFIG).read_text()))
+        weights = load_file(str(folder / WEIGHTS))
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"{folder}: not a readable exported model ({err})") from err
+    if manifest.get("format") != FORMAT:
+        raise UserInputError(f"{folder}: not a samplegan-tune export (format {FORMAT})")
+    model = ContinuationModel(cfg)
+    model.load_state_dict(weights)
+    return model.to(device).eval()
+
+
+def load_any_model(path: str | Path, device: str | torch.device = "cpu") -> ContinuationModel:
+    """An exported folder, a training run folder, or a checkpoint file."""
+    return load_exported(path, device) if is_export(path) else load_model(path, device)

@@ -1,0 +1,172 @@
+"""Rank a finished search: re-evaluate the survivors from their best checkpoints with more
+rollouts and seeds, and write leaderboard.csv / .md / .json and the listening page."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from samplegan_tune.checkpoint import load_checkpoint, model_from_state
+from samplegan_tune.collapse import REASON_METRIC
+from samplegan_tune.experiment import Experiment
+from samplegan_tune.metrics import SCORE
+from samplegan_tune.models import ContinuationModel
+from samplegan_tune.trainable import CHECKPOINT_FILE
+from samplegan_tune.trial import TrialData, score_model
+
+LEADERBOARD = "leaderboard"  # .csv, .md, .json in the experiment folder
+RANKED = "ranked"  # ranked/<rank>/trial.pt: local copies of the ranked checkpoints
+
+
+@dataclass
+class Entry:
+    """One ranked survivor."""
+
+    rank: int
+    trial_id: str
+    final_score: float  # mean quality/score over the ranking seeds (lower = better)
+    score_spread: float  # std over those seeds
+    search_score: float  # best quality/score the trial reported during the search
+    step: int
+    checkpoint: str  # local copy of the checkpoint that was re-evaluated
+    params: dict[str, Any]
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class TrialSummary:
+    """What the listening page and the collapse summary need of every trial."""
+
+    trial_id: str
+    outcome: str  # "completed", "stopped_early" or a collapse reason
+    best_score: float
+    steps: int
+    seconds: float
+    curve: list[tuple[int, float]]  # (report, quality/score) of healthy reports
+
+
+def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSummary]]:
+    analysis = tune.ExperimentAnalysis(exp.tune_path, default_metric=SCORE, default_mode="min")
+    frames = analysis.trial_dataframes
+    summaries = []
+    for trial in analysis.trials:
+        last = trial.last_result or {}
+        frame = frames.get(trial.trial_id)
+        curve = []
+        if frame is not None and SCORE in frame:
+            healthy = frame[frame.get(REASON_METRIC, "").fillna("") == ""] if len(frame) else frame
+            curve = [(int(i), float(s)) for i, s in zip(healthy["training_iteration"],
+                                                        healthy[SCORE], strict=True)]  # fmt: skip
+        outcome = last.get(REASON_METRIC) or ("error" if trial.status == "ERROR" else "")
+        if not outcome:
+            full = last.get("reports", 0) >= exp.settings.max_reports
+            outcome = "completed" if full else "stopped_early"
+        summaries.append(TrialSummary(
+            trial.trial_id, outcome, min((s for _, s in curve), default=math.inf),
+            int(last.get("step", 0)), float(last.get("time_total_s", 0.0)), curve,
+        ))  # fmt: skip
+    return analysis, summaries
+
+
+def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> list[Entry]:
+    """Re-evaluate the best `top_k` survivors and write the leaderboard files."""
+    analysis, summaries = load_trials(exp)
+    survivors = sorted(
+        (s for s in summaries if s.outcome in ("completed", "stopped_early")
+         and math.isfinite(s.best_score)),
+        key=lambda s: s.best_score,
+    )[: top_k or exp.settings.top_k]  # fmt: skip
+    by_id = {t.trial_id: t for t in analysis.trials}
+    entries = [_re_evaluate(exp, data, by_id[s.trial_id], s) for s in survivors]
+    entries.sort(key=lambda e: e.final_score)
+    shutil.rmtree(exp.folder / RANKED, ignore_errors=True)
+    for rank_number, entry in enumerate(entries, start=1):
+        entry.rank = rank_number
+        entry.checkpoint = _keep_checkpoint(exp, entry)
+    write_leaderboard(exp.folder, entries)
+    return entries
+
+
+def _re_evaluate(exp: Experiment, data: TrialData, trial: Any, summary: TrialSummary) -> Entry:
+    checkpoint = exp_best_checkpoint(trial)
+    with checkpoint.as_directory() as folder:
+        state = load_checkpoint(Path(folder) / CHECKPOINT_FILE)
+    model = model_from_state(state)
+    settings = exp.settings
+    scores, metrics = [], {}
+    for seed in range(settings.rank_seeds):
+        values, _, _ = score_model(
+            model, data.heldout, data.reference, settings.rank_rollouts, settings.eval_seconds, seed
+        )
+        score = values.get(SCORE)
+        scores.append(score if score is not None else math.inf)
+        metrics = values if seed == 0 else metrics
+    searched = [p.name for p in exp.space.params]
+    params = {k: trial.config[k] for k in searched if k in trial.config}
+    return Entry(
+        rank=0, trial_id=trial.trial_id, final_score=statistics.fmean(scores),
+        score_spread=statistics.pstdev(scores) if len(scores) > 1 else 0.0,
+        search_score=summary.best_score, step=int(state["step"]),
+        checkpoint=str(checkpoint.path), params=params, metrics=metrics,
+    )  # fmt: skip
+
+
+def exp_best_checkpoint(trial: Any) -> tune.Checkpoint:
+    """The trial's kept checkpoint with the best (lowest) quality score."""
+    results = trial.run_metadata.checkpoint_manager.best_checkpoint_results
+    healthy = [r for r in results if not r.metrics.get(REASON_METRIC)]
+    best = min(healthy or results, key=lambda r: r.metrics.get(SCORE, math.inf))
+    return best.checkpoint
+
+
+def _keep_checkpoint(exp: Experiment, entry: Entry) -> str:
+    target = exp.folder / RANKED / str(entry.rank) / CHECKPOINT_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tune.Checkpoint(entry.checkpoint).as_directory() as folder:
+        shutil.copy2(Path(folder) / CHECKPOINT_FILE, target)
+    return str(target.relative_to(exp.folder))
+
+
+def write_leaderboard(folder: Path, entries: list[Entry]) -> None:
+    rows = [_row(e) for e in entries]
+    (folder / f"{LEADERBOARD}.json").write_text(json.dumps([asdict(e) for e in entries], indent=2))
+    columns = list(rows[0]) if rows else ["rank", "trial", "final score"]
+    with open(folder / f"{LEADERBOARD}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    title = "# Leaderboard (quality/score, lower is better)\n\n"
+    (folder / f"{LEADERBOARD}.md").write_text(title + "\n".join(lines) + "\n")
+
+
+def _row(e: Entry) -> dict[str, Any]:
+    return {
+        "rank": e.rank,
+        "trial": e.trial_id,
+        "final score": f"{e.final_score:.4f} ± {e.score_spread:.4f}",
+        "search score": f"{e.search_score:.4f}",
+        "step": e.step,
+        "params": json.dumps(e.params, sort_keys=True),
+    }
+
+
+def read_leaderboard(folder: Path) -> list[Entry]:
+    path = folder / f"{LEADERBOARD}.json"
+    if not path.is_file():
+        return []
+    return [Entry(**e) for e in json.loads(path.read_text())]
+
+
+def load_ranked_model(folder: Path, entry: Entry) -> tuple[ContinuationModel, dict[str, Any]]:
+    state = load_checkpoint(folder / entry.checkpoint)
+    return model_from_state(state), state

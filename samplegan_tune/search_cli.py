@@ -1,0 +1,221 @@
+"""The search-family commands: search, resume, leaderboard, export, spaces.
+
+Every input is checked (space, counts, storage, cluster address, data) before an experiment
+folder is created, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from samplegan_tune.config import parse_set
+from samplegan_tune.errors import UserInputError
+from samplegan_tune.fileio import check_output_dir
+
+if TYPE_CHECKING:  # the heavy modules (ray, torch) are imported when a command runs
+    from samplegan_tune.experiment import Experiment
+    from samplegan_tune.space import SearchSettings
+    from samplegan_tune.trial import TrialData
+
+DEFAULT_STORAGE = "results"
+
+
+def add_search_commands(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("search", help="Ray Tune + Optuna search over a space")
+    p.add_argument("--space", required=True, help="a built-in space name or a YAML file")
+    p.add_argument("--data", nargs="+", default=["synthetic"])
+    p.add_argument("--num-samples", type=int, help="trials (default: the space's)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help="folder, or s3://… for clusters")
+    p.add_argument("--name", help="experiment name (default: search-SPACE-TIME)")
+    p.add_argument("--address", help="Ray cluster: auto or HOST:PORT (default: local Ray)")
+    p.add_argument("--cpus-per-trial", type=float)
+    p.add_argument("--gpus-per-trial", type=float)
+    p.add_argument("--max-concurrent", type=int)
+    p.add_argument("--time-budget", type=float, metavar="SECONDS")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--try",
+        dest="start_points",
+        action="append",
+        default=[],
+        metavar="K=V[,K=V]",
+        help="a configuration to try first; repeatable",
+    )
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--cache-dir")
+    p = commands.add_parser("resume", help="continue an interrupted search")
+    p.add_argument("experiment", type=Path)
+    p.add_argument("--address")
+    p.add_argument("--num-cpus", type=int)
+    p = commands.add_parser("leaderboard", help="re-rank a search's survivors")
+    p.add_argument("experiment", type=Path)
+    p.add_argument("--top-k", type=int)
+    p = commands.add_parser("export", help="write a ranked model to a standalone folder")
+    p.add_argument("experiment", type=Path)
+    p.add_argument("--rank", type=int, default=1)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--force", action="store_true")
+    commands.add_parser("spaces", help="list the built-in search spaces")
+
+
+def run_spaces(args: argparse.Namespace) -> int:
+    from samplegan_tune.space import list_spaces
+
+    for name, description in list_spaces().items():
+        print(f"{name:10s} {description}")
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from samplegan_tune.experiment import Experiment, prepare_trial_data
+    from samplegan_tune.space import load_space, resolve_space
+
+    space = load_space(args.space)
+    settings = _settings(space.settings, args)
+    num_samples = settings.num_samples if args.num_samples is None else args.num_samples
+    if num_samples < 1:
+        raise UserInputError(f"--num-samples {num_samples}: must be ≥ 1")
+    name = args.name or f"search-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder, tune_storage = _storage(args.storage, name)
+    exp = Experiment(
+        name=name, folder=folder, tune_storage=tune_storage, space_name=space.name,
+        space_yaml=resolve_space(args.space).read_text(), settings=settings, data=args.data,
+        num_samples=num_samples, seed=args.seed, time_budget=args.time_budget,
+        start_points=[_point(text) for text in args.start_points], address=args.address,
+        cache_dir=args.cache_dir,
+    )  # fmt: skip
+    data = prepare_trial_data(exp)
+    print(f"data: {data.description}", flush=True)
+    _connect(args.address, args.num_cpus)
+    exp.save()
+    print(f"experiment: {exp.folder} ({num_samples} trials of space {space.name})", flush=True)
+    return _search_and_rank(exp, data, resume=False)
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    from ray import tune
+
+    from samplegan_tune.experiment import Experiment, prepare_trial_data
+
+    exp = Experiment.load(args.experiment)
+    if not tune.Tuner.can_restore(exp.tune_path):
+        raise UserInputError(f"{exp.folder}: nothing to resume (no Tune state was saved yet)")
+    remaining = _unfinished(exp)
+    if remaining == 0 and (exp.folder / "leaderboard.json").is_file():
+        raise UserInputError(
+            f"{exp.folder}: nothing to resume; all {exp.num_samples} trials finished and are "
+            "ranked (see leaderboard.md)"
+        )
+    data = prepare_trial_data(exp)
+    _connect(args.address or exp.address, args.num_cpus)
+    print(f"resuming {exp.name}: {remaining} of {exp.num_samples} trials unfinished", flush=True)
+    return _search_and_rank(exp, data, resume=True)
+
+
+def run_leaderboard(args: argparse.Namespace) -> int:
+    from samplegan_tune.experiment import Experiment, prepare_trial_data
+
+    exp = Experiment.load(args.experiment)
+    if args.top_k is not None and args.top_k < 1:
+        raise UserInputError(f"--top-k {args.top_k}: must be ≥ 1")
+    _rank_and_report(exp, prepare_trial_data(exp), args.top_k)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from samplegan_tune.export import export
+
+    out = export(args.experiment, args.rank, args.out, args.force)
+    print(f"exported rank {args.rank} to {out}")
+    print(f"generate: samplegan-tune generate {out} --seconds 8 --out continuation.wav")
+    return 0
+
+
+def _search_and_rank(exp: Experiment, data: TrialData, resume: bool) -> int:
+    """Run the search (or resume it; a resume with nothing left to run only ranks)."""
+    from samplegan_tune import search
+
+    if not resume or _unfinished(exp) > 0:
+        search.run(exp, data, resume=resume)
+    _rank_and_report(exp, data, None)
+    return 0
+
+
+def _rank_and_report(exp: Experiment, data: TrialData, top_k: int | None) -> None:
+    from samplegan_tune import listening, ranking
+
+    entries = ranking.rank(exp, data, top_k)
+    _, summaries = ranking.load_trials(exp)
+    page = listening.write_page(exp, data, entries, summaries)
+    print((exp.folder / "leaderboard.md").read_text())
+    if not entries:
+        print("no trial survived: every one collapsed or failed (see the listening page)")
+    print(f"leaderboard: {exp.folder / 'leaderboard.csv'}\nlistening page: {page}")
+
+
+def _unfinished(exp: Experiment) -> int:
+    from ray import tune
+
+    try:
+        analysis = tune.ExperimentAnalysis(exp.tune_path)
+    except (ValueError, FileNotFoundError, OSError):
+        return exp.num_samples
+    done = sum(t.status in ("TERMINATED", "ERROR") for t in analysis.trials)
+    return exp.num_samples - done
+
+
+def _settings(settings: SearchSettings, args: argparse.Namespace) -> SearchSettings:
+    changes = {
+        "cpus_per_trial": args.cpus_per_trial,
+        "gpus_per_trial": args.gpus_per_trial,
+        "max_concurrent": args.max_concurrent,
+    }
+    for key, value in changes.items():
+        if value is not None and value < 0 or (key == "cpus_per_trial" and value == 0):
+            raise UserInputError(f"--{key.replace('_', '-')} {value}: must be > 0")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise UserInputError(f"--time-budget {args.time_budget}: must be > 0 seconds")
+    return dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _storage(storage: str, name: str) -> tuple[Path, str]:
+    """(local experiment folder, Tune storage_path) for --storage."""
+    if "://" in storage:  # remote: Tune writes there; our own files stay in results/
+        return Path(DEFAULT_STORAGE) / name, storage
+    root = check_output_dir(storage).resolve()
+    folder = root / name
+    if folder.exists():
+        raise UserInputError(f"{folder}: an experiment of that name exists; pick another --name")
+    return folder, str(root)
+
+
+def _point(text: str) -> dict:
+    point = dict(parse_set(item) for item in text.split(",") if item.strip())
+    if not point:
+        raise UserInputError(f"--try {text!r}: expected key=value[,key=value]")
+    return point
+
+
+def _connect(address: str | None, num_cpus: int | None) -> None:
+    """Start a local Ray on loopback, or join the cluster at `address` (fail fast if none)."""
+    import ray
+
+    if address is None:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 _node_ip_address="127.0.0.1", configure_logging=False)  # fmt: skip
+        return
+    if address != "auto":
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except (OSError, ValueError) as err:
+            raise UserInputError(f"--address {address}: no Ray cluster answers there") from err
+    try:
+        ray.init(address=address, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise UserInputError(f"--address {address}: cannot join a Ray cluster ({err})") from err

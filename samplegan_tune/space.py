@@ -1,0 +1,269 @@
+"""Search spaces: `search_spaces/*.yaml` read, validated, and turned into Optuna define-by-run.
+
+A space file holds a one-line `description`, `settings` (how a search over it runs by default:
+trials, report intervals, ASHA rungs, resources), `fixed` TrainConfig values, and `params`,
+each one distribution over a TrainConfig field:
+
+    lr_g: {loguniform: [1.0e-5, 1.0e-2]}
+    g_depth: {int: [2, 5]}
+    adv_loss: {choice: [hinge, lsgan, wgan-gp]}
+    lambda_gp: {uniform: [1, 20], when: {adv_loss: wgan-gp}}   # conditional
+    context: {times: segment, int: [2, 16]}                      # relative to another field
+
+A param with `when` is sampled only when the named params took one of the given values.
+`times: F` samples a factor and sets the field to factor × F (F sampled or fixed earlier).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from samplegan_tune.config import TrainConfig
+from samplegan_tune.errors import UserInputError
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+FACTOR_PREFIX = "space/"  # Optuna names of sampled factors; not TrainConfig fields
+DATA_FIELDS = ("sample_rate", "normalise_dbfs", "holdout_fraction")  # one corpus per search
+KINDS = ("loguniform", "uniform", "int", "int_log", "choice")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a search over a space runs unless the command line says otherwise."""
+
+    num_samples: int = 8  # trials
+    max_reports: int = 8  # reports per trial that runs to the end
+    steps_per_report: int = 100  # Trainer steps between reports
+    grace_period: int = 2  # ASHA: reports before a trial can be stopped
+    reduction_factor: int = 2  # ASHA: keep 1 / this at each rung
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 0  # 0: as many as the resources allow
+    eval_rollouts: int = 8  # rollouts per report for the quality metrics
+    eval_seconds: float = 1.0  # length of each rollout
+    top_k: int = 3  # survivors re-evaluated for the leaderboard
+    rank_rollouts: int = 16  # rollouts per seed when re-evaluating
+    rank_seeds: int = 2
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    options: tuple[Any, ...] = ()
+    when: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    times: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    description: str
+    settings: SearchSettings
+    fixed: dict[str, Any]
+    params: tuple[Param, ...]
+
+    def sample(self, trial: Any) -> dict[str, Any]:
+        """Optuna define-by-run: suggest every active param; return the full TrainConfig dict."""
+        values: dict[str, Any] = {**TrainConfig().to_dict(), **self.fixed}
+        for param in self.params:
+            if all(values.get(k) in allowed for k, allowed in param.when.items()):
+                values[param.name] = _suggest(trial, param, values)
+        return values
+
+
+def _suggest(trial: Any, p: Param, values: dict[str, Any]) -> Any:
+    if p.times is not None:
+        factor = trial.suggest_int(
+            f"{FACTOR_PREFIX}{p.name}_per_{p.times}", int(p.low), int(p.high)
+        )
+        return factor * int(values[p.times])
+    if p.kind == "choice":
+        return trial.suggest_categorical(p.name, list(p.options))
+    if p.kind in ("int", "int_log"):
+        return trial.suggest_int(p.name, int(p.low), int(p.high), log=p.kind == "int_log")
+    return trial.suggest_float(p.name, p.low, p.high, log=p.kind == "loguniform")
+
+
+def config_from_trial_params(config: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig inside a Tune trial config (dropping the sampled factors)."""
+    return TrainConfig.from_dict(
+        {k: v for k, v in config.items() if not k.startswith(FACTOR_PREFIX)}
+    )
+
+
+def list_spaces() -> dict[str, str]:
+    """Built-in space names -> their one-line descriptions."""
+    return {path.stem: load_space(path).description for path in sorted(SPACES_DIR.glob("*.yaml"))}
+
+
+def resolve_space(name_or_file: str) -> Path:
+    """A built-in space name or a path to a YAML file."""
+    path = Path(name_or_file)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UserInputError(f"{path}: search space file not found")
+        return path
+    builtin = SPACES_DIR / f"{name_or_file}.yaml"
+    if not builtin.is_file():
+        names = ", ".join(p.stem for p in sorted(SPACES_DIR.glob("*.yaml")))
+        raise UserInputError(f"unknown search space {name_or_file!r}; valid: {names}")
+    return builtin
+
+
+def load_space(name_or_file: str | Path) -> SearchSpace:
+    """Read and validate a space; UserInputError naming the file and key on any problem."""
+    path = resolve_space(str(name_or_file))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserInputError(f"{path}: not valid YAML ({err})") from err
+    try:
+        return parse_space(path.stem, raw)
+    except UserInputError as err:
+        raise UserInputError(f"{path}: {err}") from err
+
+
+def parse_space(name: str, raw: Any) -> SearchSpace:
+    """Validate a space read from YAML; UserInputError naming the key on any problem."""
+    if not isinstance(raw, dict):
+        raise UserInputError("expected a mapping with description, settings, fixed, params")
+    _only_keys("top level", raw, ("description", "settings", "fixed", "params"))
+    description = raw.get("description")
+    if not isinstance(description, str) or not description.strip():
+        raise UserInputError("description: a one-line description is required")
+    settings = _parse_settings(raw.get("settings") or {})
+    fixed = raw.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise UserInputError("fixed: expected a mapping of config keys to values")
+    _only_keys("fixed", fixed, CONFIG_FIELDS)
+    params_raw = raw.get("params") or {}
+    if not isinstance(params_raw, dict) or not params_raw:
+        raise UserInputError("params: expected a non-empty mapping of config keys to ranges")
+    _only_keys("params", params_raw, CONFIG_FIELDS)
+    shared = sorted(set(params_raw) & set(DATA_FIELDS))
+    if shared:
+        raise UserInputError(
+            f"params.{shared[0]}: the data settings {', '.join(DATA_FIELDS)} are shared by "
+            "every trial; set them under fixed"
+        )
+    params = tuple(_parse_param(k, v) for k, v in params_raw.items())
+    space = SearchSpace(name, description.strip(), settings, dict(fixed), params)
+    _check_order_and_defaults(space)
+    return space
+
+
+def _parse_settings(raw: Any) -> SearchSettings:
+    if not isinstance(raw, dict):
+        raise UserInputError("settings: expected a mapping")
+    names = [f.name for f in dataclasses.fields(SearchSettings)]
+    _only_keys("settings", raw, names)
+    defaults = SearchSettings()
+    values = {}
+    for key, value in raw.items():
+        wanted = type(getattr(defaults, key))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserInputError(f"settings.{key}={value!r}: expected a number")
+        if wanted is int and value != int(value):
+            raise UserInputError(f"settings.{key}={value!r}: expected a whole number")
+        if value < 0 or (value == 0 and key not in ("gpus_per_trial", "max_concurrent")):
+            raise UserInputError(f"settings.{key}={value!r}: must be > 0")
+        values[key] = wanted(value)
+    settings = dataclasses.replace(defaults, **values)
+    if settings.grace_period > settings.max_reports:
+        raise UserInputError(
+            f"settings.grace_period={settings.grace_period} exceeds max_reports="
+            f"{settings.max_reports}"
+        )
+    return settings
+
+
+def _parse_param(name: str, raw: Any) -> Param:
+    where = f"params.{name}"
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{where}: expected a mapping such as {{uniform: [0, 1]}}")
+    kinds = [k for k in raw if k in KINDS]
+    _only_keys(where, raw, (*KINDS, "when", "times"))
+    if len(kinds) != 1:
+        raise UserInputError(f"{where}: give exactly one distribution of {', '.join(KINDS)}")
+    kind, spec = kinds[0], raw[kinds[0]]
+    when = _parse_when(where, raw.get("when") or {})
+    times = raw.get("times")
+    if times is not None and (times not in CONFIG_FIELDS or kind != "int"):
+        raise UserInputError(f"{where}.times={times!r}: needs a config key and an int range")
+    if kind == "choice":
+        if not isinstance(spec, list) or not spec:
+            raise UserInputError(f"{where}.choice: expected a non-empty list")
+        return Param(name, kind, options=tuple(spec), when=when)
+    low, high = _parse_range(where, kind, spec)
+    return Param(name, kind, low, high, when=when, times=times)
+
+
+def _parse_range(where: str, kind: str, spec: Any) -> tuple[float, float]:
+    ok = isinstance(spec, list) and len(spec) == 2
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec)
+    if not ok:
+        raise UserInputError(f"{where}.{kind}: expected [low, high], got {spec!r}")
+    low, high = float(spec[0]), float(spec[1])
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise UserInputError(f"{where}.{kind}: impossible range [{low:g}, {high:g}]")
+    if kind in ("loguniform", "int_log") and low <= 0:
+        raise UserInputError(f"{where}.{kind}: a log range needs low > 0, got {low:g}")
+    if kind.startswith("int") and (low != int(low) or high != int(high)):
+        raise UserInputError(f"{where}.{kind}: bounds must be whole numbers")
+    return low, high
+
+
+def _parse_when(where: str, raw: Any) -> dict[str, tuple[Any, ...]]:
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{where}.when: expected a mapping of key to value(s)")
+    _only_keys(f"{where}.when", raw, CONFIG_FIELDS)
+    return {k: tuple(v) if isinstance(v, list) else (v,) for k, v in raw.items()}
+
+
+def _check_order_and_defaults(space: SearchSpace) -> None:
+    """Conditions and factors may name a param only after it; every range edge must validate."""
+    names = [p.name for p in space.params]
+    for i, p in enumerate(space.params):
+        for key in [*p.when, *([p.times] if p.times else [])]:
+            if key in names[i:]:
+                raise UserInputError(f"params.{p.name}: refers to {key!r}, which must come before")
+    try:
+        TrainConfig.from_dict(space.fixed)
+    except UserInputError as err:
+        raise UserInputError(f"fixed: {err}") from err
+    for p in space.params:
+        for value in _corners(p, space.fixed):
+            try:
+                TrainConfig.from_dict({**space.fixed, p.name: value})
+            except UserInputError as err:
+                raise UserInputError(f"params.{p.name}: {err}") from err
+
+
+def _corners(p: Param, fixed: dict[str, Any]) -> list[Any]:
+    """Values at the edges of a param's range, where a bad range shows (checked vs `fixed`)."""
+    if p.times is not None:
+        base = fixed.get(p.times, getattr(TrainConfig(), p.times))
+        return [int(p.low) * base, int(p.high) * base] if isinstance(base, int) else []
+    if p.kind == "choice":
+        return list(p.options)
+    if p.kind.startswith("int"):
+        return [int(p.low), int(p.high)]
+    return [p.low, p.high]
+
+
+def _only_keys(where: str, raw: dict, allowed: tuple[str, ...] | list[str]) -> None:
+    unknown = [k for k in raw if k not in allowed]
+    if unknown:
+        raise UserInputError(
+            f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(map(str, allowed))}"
+        )

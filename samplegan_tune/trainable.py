@@ -1,0 +1,60 @@
+"""Ray Tune glue only: trial config -> Trial; report each interval with a checkpoint; resume.
+
+The work itself lives in `trial.py` (no Ray there), so it can be tested and reused alone.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from samplegan_tune import collapse
+from samplegan_tune.checkpoint import load_checkpoint, save_checkpoint
+from samplegan_tune.errors import UserInputError
+from samplegan_tune.space import SearchSettings, config_from_trial_params
+from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, Trial, TrialData
+
+CHECKPOINT_FILE = "trial.pt"
+INVALID_CONFIG = "invalid_config"  # collapse reasons of our own, beside collapse.py's
+OUT_OF_MEMORY = "out_of_memory"
+
+
+def train_trial(config: dict[str, Any], data: TrialData, settings: SearchSettings) -> None:
+    """The function trainable: `tune.with_parameters(train_trial, data=..., settings=...)`."""
+    try:
+        cfg = config_from_trial_params(config)
+    except UserInputError as err:  # a sampled combination the config rejects: infeasible
+        _report_infeasible(INVALID_CONFIG, str(err))
+        return
+    device = "cuda" if torch.cuda.is_available() and settings.gpus_per_trial > 0 else "cpu"
+    trial = Trial(cfg, data, settings, device)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            trial.load_state_dict(load_checkpoint(Path(folder) / CHECKPOINT_FILE))
+    while not trial.finished:
+        try:
+            report = trial.run_interval()
+        except torch.OutOfMemoryError:  # this config does not fit: infeasible, not retried
+            _report_infeasible(OUT_OF_MEMORY, f"CUDA out of memory on {device}")
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(Path(folder) / CHECKPOINT_FILE, trial.state_dict())
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
+        if report[collapse.REASON_METRIC]:
+            return
+
+
+def _report_infeasible(reason: str, detail: str) -> None:
+    tune.report(
+        {
+            "quality/score": COLLAPSED_SCORE,
+            collapse.REASON_METRIC: reason,
+            "collapse/detail": detail,
+            REPORTS: 0,
+        }
+    )

@@ -1,0 +1,131 @@
+"""One search trial's work, without Ray: train in report intervals, score rollouts, detect
+collapse. `trainable.py` is the Ray glue around it; `ranking.py` reuses `score_model`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from samplegan_tune import collapse
+from samplegan_tune.config import TrainConfig
+from samplegan_tune.data import Corpus, WindowSampler
+from samplegan_tune.metrics import SCORE, RealReference, evaluate_clips
+from samplegan_tune.models import ContinuationModel
+from samplegan_tune.rollout import rollout
+from samplegan_tune.space import SearchSettings
+from samplegan_tune.trainer import Trainer
+
+COLLAPSED_SCORE = 1.0e6  # reported instead of NaN/None: ASHA never stops a NaN trial
+REPORTS = "reports"  # how many report intervals a trial has finished
+PRIMER_SEED = 7  # which held-out windows prime the evaluation rollouts
+
+
+@dataclass(frozen=True, eq=False)
+class TrialData:
+    """What every trial shares: the prepared corpus and the real-side metric statistics."""
+
+    train: Corpus
+    heldout: Corpus
+    reference: RealReference
+    description: str  # what the data was, for manifests
+
+
+def reference_clips(heldout: Corpus, settings: SearchSettings, sample_rate: int) -> torch.Tensor:
+    """(N, T) held-out clips that the reference statistics are computed from."""
+    count = max(2 * settings.eval_rollouts, settings.rank_rollouts, 16)
+    length = round(settings.eval_seconds * sample_rate)
+    return WindowSampler(heldout).fixed_windows(count, length, seed=PRIMER_SEED + 1)
+
+
+def score_model(
+    model: ContinuationModel,
+    heldout: Corpus,
+    reference: RealReference,
+    rollouts: int,
+    seconds: float,
+    seed: int = 0,
+) -> tuple[dict[str, float | None], dict[str, str], torch.Tensor]:
+    """Quality metrics of `rollouts` primed continuations of held-out audio.
+
+    Returns (metrics, reasons for unavailable ones, the clips (B, T)).
+    """
+    cfg = model.cfg
+    primers = WindowSampler(heldout).fixed_windows(rollouts, cfg.context, PRIMER_SEED + seed)
+    was_training = model.training
+    model.eval()
+    clips = rollout(model, primers, round(seconds * cfg.sample_rate), seed).float().cpu()
+    model.train(was_training)
+    values, reasons = evaluate_clips(clips, reference)
+    return values, reasons, clips
+
+
+class Trial:
+    """A Trainer plus what a search needs around it: report intervals, scores, collapse."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: TrialData,
+        settings: SearchSettings,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.cfg, self.data, self.settings = cfg, data, settings
+        self.trainer = Trainer(cfg, data.train, data.heldout, device)
+        self.monitor = collapse.CollapseMonitor()
+        self.reports = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.reports >= self.settings.max_reports
+
+    def run_interval(self) -> dict[str, Any]:
+        """Train `steps_per_report` steps (fewer if it collapses), then score the model.
+
+        Returns the metrics to report: the last step's, the quality metrics, "reports", and
+        "collapse/reason" ("" when healthy); a collapsed trial reports COLLAPSED_SCORE.
+        """
+        reason, metrics = None, {}
+        for _ in range(self.settings.steps_per_report):
+            metrics = self.trainer.step()
+            reason = self.monitor.check_training(metrics)
+            if reason:
+                break
+        if not reason and not collapse.weights_finite(self.trainer.model):
+            reason = collapse.NON_FINITE
+        quality: dict[str, float | None] = {}
+        if not reason:
+            quality, _, clips = score_model(
+                self.trainer.model, self.data.heldout, self.data.reference,
+                self.settings.eval_rollouts, self.settings.eval_seconds,
+            )  # fmt: skip
+            reason = self.monitor.check_rollouts(clips, self.data.reference)
+        self.reports += 1
+        return self._report(metrics, quality, reason)
+
+    def _report(
+        self, metrics: dict[str, float], quality: dict[str, float | None], reason: str | None
+    ) -> dict[str, Any]:
+        report: dict[str, Any] = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        report.update({k: v for k, v in quality.items() if v is not None and math.isfinite(v)})
+        score = quality.get(SCORE)
+        if reason or score is None or not math.isfinite(score):
+            report[SCORE] = COLLAPSED_SCORE
+        report[collapse.REASON_METRIC] = reason or ""
+        report[REPORTS] = self.reports
+        report["step"] = self.trainer.step_count
+        return report
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.trainer.state_dict(), REPORTS: self.reports, "monitor": self.monitor_state()}
+
+    def monitor_state(self) -> dict[str, int]:
+        return {"d_run": self.monitor._d_run, "grad_run": self.monitor._grad_run}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.trainer.load_state_dict(state)
+        self.reports = int(state[REPORTS])
+        self.monitor._d_run = int(state["monitor"]["d_run"])
+        self.monitor._grad_run = int(state["monitor"]["grad_run"])
