@@ -124,6 +124,7 @@ def build_tuner(exp: Experiment, data: TrialData) -> tune.Tuner:
         study_name=exp.name,
         points_to_evaluate=exp.start_points or None,
         sampler=optuna.samplers.TPESampler(seed=exp.seed, multivariate=True),
+        max_reports=settings.max_reports,
     )
     scheduler = ASHAScheduler(
         metric=SCORE,
@@ -140,6 +141,7 @@ def build_tuner(exp: Experiment, data: TrialData) -> tune.Tuner:
             num_samples=exp.num_samples,
             max_concurrent_trials=settings.max_concurrent or None,
             time_budget_s=exp.time_budget,
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),
         run_config=run_config(exp),
     )

@@ -206,8 +206,10 @@ def _connect(address: str | None, num_cpus: int | None) -> None:
     import ray
 
     if address is None:
+        # Trials print nothing useful; their errors reach the progress line and error files.
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", configure_logging=False)  # fmt: skip
+                 _node_ip_address="127.0.0.1", configure_logging=False,
+                 log_to_driver=False)  # fmt: skip
         return
     if address != "auto":
         host, _, port = address.rpartition(":")

@@ -1,0 +1,174 @@
+"""`samplegan-tune evaluate`: every quality metric of one set of audio against another.
+
+Both sets are decoded (any format/rate the loader takes), mixed to mono at --sample-rate and
+cut into clips of --clip-seconds; the real set becomes a `RealReference`, and the generated
+set is scored against it. Levels are kept as they are: loudness is one of the metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from samplegan_tune.errors import UserInputError
+
+if TYPE_CHECKING:  # torch is imported lazily: the CLI imports this module for --help
+    import torch
+
+MIN_CLIP_SECONDS = 1.0
+SCORE_NOTE = "quality/score: lower is better; formula in samplegan_tune/metrics.py"
+logger = logging.getLogger("samplegan_tune")
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `evaluate` options to `parser`; `evaluate_from_args` runs them."""
+    parser.add_argument(
+        "--real",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="real audio: files and/or folders (searched recursively)",
+    )
+    parser.add_argument(
+        "--generated",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="generated audio to score: files and/or folders",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--embedding",
+        metavar="FILE.pt",
+        help="TorchScript model: (B, T) audio -> (B, E); default log-mel",
+    )
+    parser.add_argument("--sample-rate", type=int, default=16000, help="Hz (default 16000)")
+    parser.add_argument(
+        "--clip-seconds",
+        type=float,
+        default=2.0,
+        help=f"clip length, at least {MIN_CLIP_SECONDS:g} (default 2)",
+    )
+
+
+def evaluate_from_args(args: argparse.Namespace) -> int:
+    """`run_evaluate` with the options of `add_evaluate_arguments`."""
+    return run_evaluate(
+        args.real, args.generated, args.sample_rate, args.json, args.embedding, args.clip_seconds
+    )
+
+
+def run_evaluate(
+    real: list[str],
+    generated: list[str],
+    sample_rate: int = 16000,
+    as_json: bool = False,
+    embedding: str | None = None,
+    clip_seconds: float = 2.0,
+) -> int:
+    """Print every metric, the quality score and the collapse reason of `generated` vs `real`.
+
+    Args:
+        real: files/folders of real audio.
+        generated: files/folders of generated audio.
+        sample_rate: rate both are resampled to, Hz.
+        as_json: print one JSON object (unavailable metrics null, reasons under
+            "unavailable") instead of a table.
+        embedding: a TorchScript embedding model file, or None for log-mel features.
+        clip_seconds: clip length; a file's remainder shorter than that is dropped.
+
+    Returns:
+        0.
+
+    Raises:
+        UserInputError: a bad option, a missing path, an empty folder, no decodable audio, or
+            no file as long as one clip; the message names the culprit.
+    """
+    import torch
+
+    from samplegan_tune.collapse import REASON_METRIC, CollapseMonitor
+    from samplegan_tune.metrics import (
+        LogMelEmbedding,
+        RealReference,
+        TorchScriptEmbedding,
+        evaluate_clips,
+    )
+
+    if not sample_rate > 0:
+        raise UserInputError(f"--sample-rate {sample_rate}: must be a positive number of Hz")
+    if not (math.isfinite(clip_seconds) and clip_seconds >= MIN_CLIP_SECONDS):
+        raise UserInputError(f"--clip-seconds {clip_seconds}: must be ≥ {MIN_CLIP_SECONDS:g}")
+    model = TorchScriptEmbedding(embedding) if embedding else LogMelEmbedding(sample_rate)
+    real_clips = load_clips(real, sample_rate, clip_seconds, "--real")
+    gen_clips = load_clips(generated, sample_rate, clip_seconds, "--generated")
+    with torch.no_grad():
+        reference = RealReference.from_clips(real_clips, sample_rate, model)
+        values, reasons = evaluate_clips(gen_clips, reference)
+        reason = CollapseMonitor().check_rollouts(gen_clips, reference)
+    report: dict[str, object] = {
+        **values,
+        REASON_METRIC: reason,
+        "clips/real": len(real_clips),
+        "clips/generated": len(gen_clips),
+    }
+    if as_json:
+        print(json.dumps({**report, "unavailable": reasons}, indent=2, ensure_ascii=False))
+    else:
+        print(format_table(report, reasons))
+    return 0
+
+
+def load_clips(
+    paths: Sequence[str], sample_rate: int, clip_seconds: float, option: str
+) -> torch.Tensor:
+    """Decode `paths` and cut every file into non-overlapping clips: (N, clip samples).
+
+    Raises:
+        UserInputError: prefixed with `option`, for bad paths, nothing decodable, or no file
+            as long as one clip.
+    """
+    import torch
+
+    from samplegan_tune.audio import find_audio_files, load_many
+
+    size = round(clip_seconds * sample_rate)
+    try:
+        items = load_many(find_audio_files(list(paths)), sample_rate)
+    except UserInputError as err:
+        raise UserInputError(f"{option}: {err}") from err
+    clips = []
+    for name, audio in items:
+        if audio.numel() < size:
+            logger.warning(
+                "%s: %s is shorter than one %g s clip; skipped", option, name, clip_seconds
+            )
+        clips.append(audio[: audio.numel() // size * size].reshape(-1, size))
+    found = torch.cat(clips)
+    if len(found) == 0:
+        longest = max(a.numel() for _, a in items) / sample_rate
+        raise UserInputError(
+            f"{option}: no file is as long as one {clip_seconds:g} s clip (the longest of "
+            f"{len(items)} is {longest:.2f} s); pass a shorter --clip-seconds (≥ "
+            f"{MIN_CLIP_SECONDS:g})"
+        )
+    return found
+
+
+def format_table(report: dict[str, object], reasons: dict[str, str]) -> str:
+    """A readable two-column table of `report`; "n/a (why)" for values that are unavailable."""
+    width = max(len(name) for name in report)
+    lines = []
+    for name, value in report.items():
+        if isinstance(value, float):
+            shown = f"{value:.4g}" + (f"  ({reasons[name]})" if name in reasons else "")
+        elif value is None:
+            shown = f"n/a ({reasons[name]})" if name in reasons else "none"
+        else:
+            shown = str(value)
+        lines.append(f"{name:<{width}}  {shown}")
+    lines.append(f"{'':<{width}}  ({SCORE_NOTE})")
+    return "\n".join(lines)

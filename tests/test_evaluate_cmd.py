@@ -1,0 +1,113 @@
+"""`samplegan-tune evaluate`: the real command in a subprocess, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from samplegan_tune.audio import write_wav
+from samplegan_tune.errors import UserInputError
+from samplegan_tune.evaluate_cmd import run_evaluate
+from samplegan_tune.synthetic import synthetic_songs
+
+SR = 16000
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # small tensors: a second thread only contends
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real music (a folder of 2 songs), other music and white noise (one file each)."""
+    root = tmp_path_factory.mktemp("audio")
+    for name, song in synthetic_songs(40.0, SR, seed=5):
+        write_wav(root / "real" / f"{name}.wav", song, SR)
+    (_, other), *_ = synthetic_songs(20.0, SR, seed=6)
+    write_wav(root / "music.wav", other, SR)
+    noise = 0.1 * torch.randn(20 * SR, generator=torch.Generator().manual_seed(0))
+    write_wav(root / "noise.wav", noise, SR)
+    write_wav(root / "short.wav", noise[: SR // 2], SR)
+    return {"real": root / "real", "music": root / "music.wav", "noise": root / "noise.wav",
+            "short": root / "short.wav", "root": root}  # fmt: skip
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "samplegan_tune.cli", "evaluate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # small tensors: threads only contend
+    )
+
+
+def strict_json(text: str) -> dict:
+    def no_nan(token: str) -> float:
+        raise AssertionError(f"{token} in the JSON output")
+
+    return json.loads(text, parse_constant=no_nan)
+
+
+def test_music_ranks_far_better_than_white_noise(audio: dict[str, Path]) -> None:
+    music = cli("--real", audio["real"], "--generated", audio["music"], "--json")
+    noise = cli("--real", audio["real"], "--generated", audio["noise"], "--json")
+    assert music.returncode == 0 and noise.returncode == 0, music.stderr + noise.stderr
+    good, bad = strict_json(music.stdout), strict_json(noise.stdout)
+    assert bad["quality/score"] > 3 * good["quality/score"]
+    assert good["collapse/reason"] is None and bad["collapse/reason"] == "static"
+    assert good["unavailable"] == {} and good["clips/generated"] == 10
+
+
+def test_table_shows_unavailable_metrics_with_their_reason(audio: dict[str, Path]) -> None:
+    result = cli("--real", audio["real"], "--generated", audio["music"], "--clip-seconds", "8")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert "n/a (needs ≥ 4 generated and real clips)" in lines["quality/kid"]
+    assert "partial" in lines["quality/score"] and "nan" not in result.stdout.lower()
+
+
+def test_bad_input_exits_2_naming_the_culprit(audio: dict[str, Path]) -> None:
+    result = cli("--real", audio["root"] / "missing", "--generated", audio["music"])
+    assert result.returncode == 2 and "missing" in result.stderr and "--real" in result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_inputs_raise_user_errors(audio: dict[str, Path], tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    junk = tmp_path / "junk.wav"
+    junk.write_text("not audio")
+    cases = [
+        (dict(generated=[str(empty)]), "empty"),
+        (dict(generated=[str(junk)]), "junk.wav"),
+        (dict(generated=[str(audio["short"])]), "no file is as long as one"),
+        (dict(generated=[str(audio["music"])], embedding=str(junk)), "junk.wav"),
+        (dict(generated=[str(audio["music"])], clip_seconds=0.2), "--clip-seconds"),
+        (dict(generated=[str(audio["music"])], sample_rate=0), "--sample-rate"),
+    ]
+    for kwargs, culprit in cases:
+        with pytest.raises(UserInputError, match=culprit):
+            run_evaluate([str(audio["real"])], **kwargs)
+
+
+class _Energy(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = x.unfold(1, 400, 200)  # (B, F, 400)
+        return torch.stack([frames.pow(2).mean(-1).log1p(), frames.abs().amax(-1)], dim=-1)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_a_torchscript_embedding_file_can_be_used(audio: dict[str, Path], tmp_path, capsys):
+    model = tmp_path / "energy.pt"
+    torch.jit.script(_Energy()).save(str(model))  # (B, T) -> (B, F, 2) frames
+    run_evaluate([str(audio["real"])], [str(audio["music"])], as_json=True, embedding=str(model))
+    report = strict_json(capsys.readouterr().out)
+    assert report["quality/fad_inf"] is not None and report["quality/kid"] is not None

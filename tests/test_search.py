@@ -1,0 +1,142 @@
+"""Real searches on a local Ray (2 CPUs, loopback): collapse pruning, Optuna states,
+leaderboard, export + generate, the listening page in Chromium, and interrupt + resume."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import soundfile as sf
+
+from samplegan_tune.collapse import ROLLOUT_REASONS, TRAINING_REASONS
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    # Ray's socket paths must stay short: its temp folder goes under /tmp, not tmp_path.
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    yield {**os.environ, "SAMPLEGAN_CACHE": str(tmp_path / "cache"), "RAY_TMPDIR": ray_tmp}
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def cli(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "samplegan_tune.cli", *args],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )  # fmt: skip
+
+
+def study(folder: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'optuna.db'}")
+
+
+def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None:
+    storage = tmp_path / "results"
+    result = cli(env, "search", "--space", "smoke", "--num-samples", "4", "--num-cpus", "2",
+                 "--storage", str(storage), "--name", "smoke", "--try", "lr_g=10,lr_d=10")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[search] 4/4 done" in result.stdout
+    exp = storage / "smoke"
+    trials = study(exp, "smoke").trials
+    assert len(trials) == 4
+    forced = next(t for t in trials if t.params.get("lr_g") == 10)
+    assert forced.state in (optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    assert forced.user_attrs["outcome"] in (*TRAINING_REASONS, *ROLLOUT_REASONS)
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
+    with open(exp / "leaderboard.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows, "at least one trial must survive"
+    finals = [float(r["final score"].split()[0]) for r in rows]
+    assert finals == sorted(finals) and [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert str(exp / "listening" / "index.html") in result.stdout
+
+    exported = tmp_path / "model"
+    assert cli(env, "export", str(exp), "--rank", "1", "--out", str(exported)).returncode == 0
+    wav = tmp_path / "out.wav"
+    made = cli(env, "generate", str(exported), "--seconds", "2", "--out", str(wav))
+    assert made.returncode == 0, made.stderr
+    audio, rate = sf.read(wav)
+    assert rate == 16000 and len(audio) == 32000 and abs(audio).max() > 0
+    beyond = cli(env, "export", str(exp), "--rank", str(len(rows) + 1), "--out", str(tmp_path / "x"))
+    assert beyond.returncode == 2 and "--rank" in beyond.stderr
+    _check_page_renders(exp / "listening" / "index.html", tmp_path)
+
+
+def _check_page_renders(page: Path, tmp_path: Path) -> None:
+    text = page.read_text()
+    assert "<audio" in text and "How trials ended" in text and "importance" in text
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed here (CI installs it from Debian)")
+    shot = tmp_path / "page.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'chrome'}"]  # fmt: skip
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "Top trials" in dom.stdout and "<svg" in dom.stdout
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,2000",
+                    page.as_uri()], capture_output=True, timeout=120)  # fmt: skip
+    assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_interrupted_search_resumes_to_exactly_num_samples(env, tmp_path: Path) -> None:
+    storage = tmp_path / "results"
+    args = [sys.executable, "-m", "samplegan_tune.cli", "search", "--space", "smoke",
+            "--num-samples", "4", "--max-concurrent", "1", "--num-cpus", "2",
+            "--storage", str(storage), "--name", "cut"]  # fmt: skip
+    driver = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)  # fmt: skip
+    exp = storage / "cut"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(exp.glob("trial_*/checkpoint_*"))) < 2:
+        time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver crashes, taking its local Ray along
+    driver.wait(timeout=60)
+    assert not (exp / "leaderboard.json").exists(), "the search must have been cut short"
+
+    result = cli(env, "resume", str(exp), "--num-cpus", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    from ray import tune
+
+    tune_trials = tune.ExperimentAnalysis(str(exp)).trials
+    assert len(tune_trials) == 4
+    assert all(t.status in ("TERMINATED", "ERROR") for t in tune_trials)
+    trials = study(exp, "cut").trials
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
+    told = [t for t in trials if t.user_attrs.get("outcome") != "lost"]
+    assert len(told) == 4
+    again = cli(env, "resume", str(exp))
+    assert again.returncode == 2 and "nothing to resume" in again.stderr
+
+
+def test_bad_search_inputs_leave_no_experiment(env, tmp_path: Path) -> None:
+    storage = tmp_path / "results"
+    cases = [
+        (["--space", "nope"], "smoke"),
+        (["--space", "smoke", "--num-samples", "0"], "--num-samples"),
+        (["--space", "smoke", "--address", "127.0.0.1:1"], "--address"),
+    ]
+    for extra, word in cases:
+        result = cli(env, "search", *extra, "--storage", str(storage), "--name", "bad")
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert word in result.stderr.strip().splitlines()[-1]
+        assert not (storage / "bad").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = cli(env, "search", "--space", "smoke", "--storage", str(blocker / "r"))
+    assert result.returncode == 2 and str(blocker) in result.stderr
+    for command in (["resume"], ["leaderboard"], ["export", "--out", str(tmp_path / "o")]):
+        result = cli(env, command[0], str(tmp_path), *command[1:])
+        assert result.returncode == 2 and "not an experiment" in result.stderr
