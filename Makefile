@@ -16,9 +16,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
+# A small search on the built-in corpus, then the best model exported and heard.
 demo: setup
-	$(BIN)/samplegan-tune train --steps 400 --out $(DEMO)/run --force
-	$(BIN)/samplegan-tune generate $(DEMO)/run --seconds 8 --out $(DEMO)/continuation.wav --force
+	rm -rf $(DEMO)
+	$(BIN)/samplegan-tune search --space smoke --storage $(DEMO) --name search
+	$(BIN)/samplegan-tune export $(DEMO)/search --rank 1 --out $(DEMO)/best-model
+	$(BIN)/samplegan-tune generate $(DEMO)/best-model --seconds 8 --out $(DEMO)/continuation.wav
+	@echo "listening page: $(DEMO)/search/listening/index.html"
+	@echo "exported model: $(DEMO)/best-model"
+	@echo "generated WAV:  $(DEMO)/continuation.wav"
 
 test: setup lint
 	$(BIN)/pytest -q

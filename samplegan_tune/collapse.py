@@ -28,14 +28,14 @@ from dataclasses import dataclass
 import torch
 
 from samplegan_tune.audio import rms_dbfs
-from samplegan_tune.metrics import (
-    RealReference,
+from samplegan_tune.features import (
     checked_clips,
     embed_clips,
     mean_pairwise_distance,
     median_flatness,
     tail_statistics,
 )
+from samplegan_tune.metrics import RealReference
 
 NON_FINITE = "non_finite"
 EXPLODING_GRADIENTS = "exploding_gradients"

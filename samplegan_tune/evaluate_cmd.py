@@ -91,12 +91,8 @@ def run_evaluate(
     import torch
 
     from samplegan_tune.collapse import REASON_METRIC, CollapseMonitor
-    from samplegan_tune.metrics import (
-        LogMelEmbedding,
-        RealReference,
-        TorchScriptEmbedding,
-        evaluate_clips,
-    )
+    from samplegan_tune.features import LogMelEmbedding, TorchScriptEmbedding
+    from samplegan_tune.metrics import RealReference, evaluate_clips
 
     if not sample_rate > 0:
         raise UserInputError(f"--sample-rate {sample_rate}: must be a positive number of Hz")

@@ -119,8 +119,10 @@ def _curves_svg(summaries: list[TrialSummary], highlight: set[str]) -> str:
     for s in curves:
         color, stroke = ("#d33", 2.5) if s.trial_id in highlight else ("#999", 1)
         pts = " ".join(point(x, y) for x, y in s.curve)
-        lines.append(f"<polyline fill='none' stroke='{color}' stroke-width='{stroke}' "
-                     f"points='{pts}'><title>{html.escape(s.trial_id)}</title></polyline>")  # fmt: skip
+        lines.append(
+            f"<polyline fill='none' stroke='{color}' stroke-width='{stroke}' "
+            f"points='{pts}'><title>{html.escape(s.trial_id)}</title></polyline>"
+        )
     axes = (
         f"<text x='{pad}' y='{height - 8}'>report {x0} … {x1}</text>"
         f"<text x='4' y='16'>log10 quality/score {y0:.2f} … {y1:.2f} (red: top trials)</text>"

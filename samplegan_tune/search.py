@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from samplegan_tune.collapse import REASON_METRIC
@@ -112,9 +112,17 @@ class ProgressLine(tune.Callback):
         )
 
 
-def build_tuner(exp: Experiment, data: TrialData) -> tune.Tuner:
-    """A Tuner for a new search described by `exp`."""
+def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tune.Tuner:
+    """A Tuner for a new search described by `exp`.
+
+    `baseline=True` gives the comparison point of benchmarks/search_efficiency.py: random
+    sampling, every trial run to the end (no ASHA, no collapse stopper).
+    """
     settings = exp.settings
+    if baseline:
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=exp.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=exp.seed, multivariate=True)
     searcher = OutcomeAwareOptunaSearch(
         space=exp.space.sample,
         metric=SCORE,
@@ -123,15 +131,19 @@ def build_tuner(exp: Experiment, data: TrialData) -> tune.Tuner:
         storage=exp.optuna_storage(),
         study_name=exp.name,
         points_to_evaluate=exp.start_points or None,
-        sampler=optuna.samplers.TPESampler(seed=exp.seed, multivariate=True),
+        sampler=sampler,
         max_reports=settings.max_reports,
     )
-    scheduler = ASHAScheduler(
-        metric=SCORE,
-        mode="min",
-        max_t=settings.max_reports,
-        grace_period=settings.grace_period,
-        reduction_factor=settings.reduction_factor,
+    scheduler = (
+        FIFOScheduler()
+        if baseline
+        else ASHAScheduler(
+            metric=SCORE,
+            mode="min",
+            max_t=settings.max_reports,
+            grace_period=settings.grace_period,
+            reduction_factor=settings.reduction_factor,
+        )
     )
     return tune.Tuner(
         trainable_for(exp, data),
@@ -143,7 +155,7 @@ def build_tuner(exp: Experiment, data: TrialData) -> tune.Tuner:
             time_budget_s=exp.time_budget,
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),
-        run_config=run_config(exp),
+        run_config=run_config(exp, stop_collapsed=not baseline),
     )
 
 
@@ -153,11 +165,11 @@ def trainable_for(exp: Experiment, data: TrialData) -> Any:
     return tune.with_resources(fn, resources)
 
 
-def run_config(exp: Experiment) -> tune.RunConfig:
+def run_config(exp: Experiment, stop_collapsed: bool = True) -> tune.RunConfig:
     return tune.RunConfig(
         name=exp.name,
         storage_path=exp.tune_storage,
-        stop=CollapseStopper(),
+        stop=CollapseStopper() if stop_collapsed else None,
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=3, checkpoint_score_attribute=SCORE, checkpoint_score_order="min"
         ),

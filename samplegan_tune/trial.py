@@ -4,6 +4,7 @@ collapse. `trainable.py` is the Ray glue around it; `ranking.py` reuses `score_m
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,7 @@ class Trial:
         "collapse/reason" ("" when healthy); a collapsed trial reports COLLAPSED_SCORE.
         """
         reason, metrics = None, {}
+        started = time.perf_counter()
         for _ in range(self.settings.steps_per_report):
             metrics = self.trainer.step()
             reason = self.monitor.check_training(metrics)
@@ -95,6 +97,7 @@ class Trial:
                 break
         if not reason and not collapse.weights_finite(self.trainer.model):
             reason = collapse.NON_FINITE
+        trained = time.perf_counter()
         quality: dict[str, float | None] = {}
         if not reason:
             quality, _, clips = score_model(
@@ -103,7 +106,10 @@ class Trial:
             )  # fmt: skip
             reason = self.monitor.check_rollouts(clips, self.data.reference)
         self.reports += 1
-        return self._report(metrics, quality, reason)
+        report = self._report(metrics, quality, reason)
+        report["time/train_s"] = trained - started
+        report["time/eval_s"] = time.perf_counter() - trained
+        return report
 
     def _report(
         self, metrics: dict[str, float], quality: dict[str, float | None], reason: str | None

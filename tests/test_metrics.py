@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from samplegan_tune import features as f
 from samplegan_tune import metrics as m
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.synthetic import synthetic_songs
@@ -47,19 +48,19 @@ def test_frechet_distance_of_a_gaussian_to_itself_is_zero_and_symmetric() -> Non
     rng = torch.Generator().manual_seed(0)
     a = torch.randn(500, 16, generator=rng) @ torch.randn(16, 16, generator=rng)
     b = torch.randn(400, 16, generator=rng) * 2 + 1
-    ga, gb = m.gaussian(a), m.gaussian(b)
-    assert abs(m.frechet_distance(*ga, *ga)) < 1e-6 * float(ga[1].trace())
-    assert m.frechet_distance(*ga, *gb) == pytest.approx(m.frechet_distance(*gb, *ga), rel=1e-6)
+    ga, gb = f.gaussian(a), f.gaussian(b)
+    assert abs(f.frechet_distance(*ga, *ga)) < 1e-6 * float(ga[1].trace())
+    assert f.frechet_distance(*ga, *gb) == pytest.approx(f.frechet_distance(*gb, *ga), rel=1e-6)
     shift = torch.full((16,), 3.0, dtype=torch.float64)
-    assert m.frechet_distance(ga[0], ga[1], ga[0] + shift, ga[1]) == pytest.approx(16 * 9.0)
+    assert f.frechet_distance(ga[0], ga[1], ga[0] + shift, ga[1]) == pytest.approx(16 * 9.0)
 
 
 def test_fad_inf_removes_the_small_sample_bias() -> None:
     dim = 8
     frames = torch.randn(600, dim, generator=torch.Generator().manual_seed(1))
     mean, cov = torch.zeros(dim, dtype=torch.float64), torch.eye(dim, dtype=torch.float64)
-    plain = m.frechet_distance(mean, cov, *m.gaussian(frames[:150]))
-    value, r2 = m.fad_inf(frames, mean, cov, m.psd_sqrt(cov))
+    plain = f.frechet_distance(mean, cov, *f.gaussian(frames[:150]))
+    value, r2 = f.fad_inf(frames, mean, cov, f.psd_sqrt(cov))
     assert abs(value) < plain and abs(value) < 0.05 and 0.0 <= r2 <= 1.0
 
 
@@ -67,9 +68,9 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_two() -> None:
     rng = torch.Generator().manual_seed(2)
     x, y = torch.randn(80, 16, generator=rng), torch.randn(80, 16, generator=rng)
     shifted = torch.randn(80, 16, generator=rng) + 1.0
-    same, different = m.kid(x, y), m.kid(x, shifted)
+    same, different = f.kid(x, y), f.kid(x, shifted)
     assert abs(same) < 0.05 and different > 0.5
-    assert m.kid(x, y, subset=50, subsets=5) == pytest.approx(m.kid(x, y, subset=50, subsets=5))
+    assert f.kid(x, y, subset=50, subsets=5) == pytest.approx(f.kid(x, y, subset=50, subsets=5))
 
 
 def test_kid_on_audio_separates_music_from_noise(
@@ -82,18 +83,18 @@ def test_kid_on_audio_separates_music_from_noise(
 
 def test_flatness_orders_tone_music_noise(music: torch.Tensor) -> None:
     tone = 0.1 * torch.sin(2 * math.pi * 440.0 * torch.arange(CLIP) / SR)[None]
-    flat = [m.median_flatness(x, SR) for x in (tone, music[:4], noise(4))]
+    flat = [f.median_flatness(x, SR) for x in (tone, music[:4], noise(4))]
     assert flat[0] < flat[1] < flat[2]
     assert flat[2] == pytest.approx(0.56, abs=0.03)
-    assert m.median_flatness(torch.zeros(2, CLIP), SR) == 0.0  # silent frames are left out
+    assert f.median_flatness(torch.zeros(2, CLIP), SR) == 0.0  # silent frames are left out
 
 
 def test_kmeans_is_deterministic_and_finds_separated_clusters() -> None:
     rng = torch.Generator().manual_seed(3)
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     x = (centres[:, None] + 0.1 * torch.randn(3, 50, 2, generator=rng)).reshape(-1, 2)
-    found = m.kmeans(x, 3, seed=5)
-    assert torch.equal(found, m.kmeans(x, 3, seed=5))
+    found = f.kmeans(x, 3, seed=5)
+    assert torch.equal(found, f.kmeans(x, 3, seed=5))
     assert torch.cdist(centres, found).amin(1).max() < 0.2
 
 
@@ -103,8 +104,8 @@ def test_ndb_is_low_for_one_distribution_and_high_for_another() -> None:
     same = torch.softmax(torch.randn(40, 8, generator=rng), dim=1)
     other = torch.zeros(40, 8)
     other[:, 0] = 1.0
-    assert m.ndb_k(same, real, 100) <= 0.25
-    assert m.ndb_k(other, real, 100) >= 0.75
+    assert f.ndb_k(same, real, 100) <= 0.25
+    assert f.ndb_k(other, real, 100) >= 0.75
 
 
 def test_music_scores_far_better_than_noise(
@@ -144,7 +145,7 @@ def test_reference_round_trip_and_cache(
     loaded = m.RealReference.load(tmp_path / "ref.pt")
     assert m.evaluate_clips(music[20:], loaded) == m.evaluate_clips(music[20:], reference)
     with pytest.raises(ValueError, match="logmel"):
-        m.RealReference.load(tmp_path / "ref.pt", m.LogMelEmbedding(SR, n_mels=32))
+        m.RealReference.load(tmp_path / "ref.pt", f.LogMelEmbedding(SR, n_mels=32))
     first = m.reference_for(music[:20], SR, tmp_path / "cache", "synthetic/held-out")
     files = list((tmp_path / "cache").iterdir())
     assert len(files) == 1 and "synthetic-held-out" in files[0].name
@@ -172,7 +173,7 @@ def test_torchscript_embedding_file_works(tmp_path, music: torch.Tensor) -> None
     torch.manual_seed(0)
     path = tmp_path / "tiny.pt"
     torch.jit.script(_TinyEmbedding()).save(str(path))
-    embedding = m.TorchScriptEmbedding(path)
+    embedding = f.TorchScriptEmbedding(path)
     frames, clips = embedding.embed(music[:3])
     assert frames.shape == (3, 1, 6) and clips.shape == (3, 6)
     reference = m.RealReference.from_clips(music[:20], SR, embedding)
@@ -185,8 +186,8 @@ def test_torchscript_embedding_file_works(tmp_path, music: torch.Tensor) -> None
 
 def test_bad_embedding_files_name_the_file(tmp_path) -> None:
     with pytest.raises(UserInputError, match="missing.pt"):
-        m.TorchScriptEmbedding(tmp_path / "missing.pt")
+        f.TorchScriptEmbedding(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
     with pytest.raises(UserInputError, match="junk.pt"):
-        m.TorchScriptEmbedding(junk)
+        f.TorchScriptEmbedding(junk)

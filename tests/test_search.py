@@ -44,8 +44,22 @@ def study(folder: Path, name: str) -> optuna.Study:
 
 def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None:
     storage = tmp_path / "results"
-    result = cli(env, "search", "--space", "smoke", "--num-samples", "4", "--num-cpus", "2",
-                 "--storage", str(storage), "--name", "smoke", "--try", "lr_g=10,lr_d=10")  # fmt: skip
+    result = cli(
+        env,
+        "search",
+        "--space",
+        "smoke",
+        "--num-samples",
+        "4",
+        "--num-cpus",
+        "2",
+        "--storage",
+        str(storage),
+        "--name",
+        "smoke",
+        "--try",
+        "lr_g=10,lr_d=10",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[search] 4/4 done" in result.stdout
     exp = storage / "smoke"
@@ -59,7 +73,9 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
         rows = list(csv.DictReader(handle))
     assert rows, "at least one trial must survive"
     finals = [float(r["final score"].split()[0]) for r in rows]
-    assert finals == sorted(finals) and [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert finals == sorted(finals) and [int(r["rank"]) for r in rows] == list(
+        range(1, len(rows) + 1)
+    )
     assert str(exp / "listening" / "index.html") in result.stdout
 
     exported = tmp_path / "model"
@@ -69,7 +85,9 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
     assert made.returncode == 0, made.stderr
     audio, rate = sf.read(wav)
     assert rate == 16000 and len(audio) == 32000 and abs(audio).max() > 0
-    beyond = cli(env, "export", str(exp), "--rank", str(len(rows) + 1), "--out", str(tmp_path / "x"))
+    beyond = cli(
+        env, "export", str(exp), "--rank", str(len(rows) + 1), "--out", str(tmp_path / "x")
+    )
     assert beyond.returncode == 2 and "--rank" in beyond.stderr
     _check_page_renders(exp / "listening" / "index.html", tmp_path)
 

@@ -1,0 +1,67 @@
+"""What share of a trial's wall time under Ray Tune is spent in training steps?
+
+    python benchmarks/tune_overhead.py [--seconds 60] [--num-cpus 2]
+
+Runs one trial of the default config on the built-in corpus for about `--seconds`, through the
+real search path (OptunaSearch, ASHA, collapse stopper, checkpoints every report), and prints
+the time in Trainer steps, in evaluation (rollouts + metrics), and the rest (Tune, reporting,
+checkpointing, start-up) as shares of the trial's wall time. Target: training >= 90 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+import yaml
+
+from samplegan_tune import search
+from samplegan_tune.experiment import Experiment, prepare_trial_data
+from samplegan_tune.space import SearchSettings
+
+SPACE = {"description": "one default trial", "fixed": {}, "params": {"seed": {"int": [0, 1]}}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--steps-per-report", type=int, default=100)
+    parser.add_argument("--num-cpus", type=int, default=2)
+    args = parser.parse_args()
+    settings = SearchSettings(
+        num_samples=1, steps_per_report=args.steps_per_report, max_reports=1000,
+        grace_period=1000, cpus_per_trial=args.num_cpus, eval_rollouts=8, eval_seconds=1.0,
+    )  # fmt: skip
+    root = Path(tempfile.mkdtemp(prefix="tune-overhead-"))
+    exp = Experiment("overhead", root / "overhead", str(root), "one", yaml.safe_dump(SPACE),
+                     settings, ["synthetic"], 1, time_budget=args.seconds)  # fmt: skip
+    data = prepare_trial_data(exp)
+    exp.save()
+    ray.init(
+        address="local",
+        num_cpus=args.num_cpus,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    started = time.perf_counter()
+    grid = search.build_tuner(exp, data).fit()
+    driver_wall = time.perf_counter() - started
+    frame = grid[0].metrics_dataframe
+    wall = float(frame["time_total_s"].iloc[-1])
+    train, evaluation = frame["time/train_s"].sum(), frame["time/eval_s"].sum()
+    print(
+        f"trial wall {wall:.1f} s ({len(frame)} reports of {args.steps_per_report} steps; "
+        f"driver wall incl. Ray start {driver_wall:.1f} s)\n"
+        f"training steps {100 * train / wall:.1f} % (target >= 90 %) | evaluation "
+        f"{100 * evaluation / wall:.1f} % | Tune, reporting, checkpoints "
+        f"{100 * (wall - train - evaluation) / wall:.1f} %"
+    )
+
+
+if __name__ == "__main__":
+    main()
