@@ -55,6 +55,8 @@ def hand_written_step(t: Trainer, windows: torch.Tensor) -> None:
             torch.cat(emitted, 1),
             seq_real,
             *ae,
+            torch.stack(gains, 1).flatten(0, 1),
+            anchor.repeat_interleave(cfg.rollout_steps, dim=0),
         )
 
     with torch.no_grad():

@@ -104,7 +104,10 @@ class Trial:
                 self.trainer.model, self.data.heldout, self.data.reference,
                 self.settings.eval_rollouts, self.settings.eval_seconds,
             )  # fmt: skip
-            reason = self.monitor.check_rollouts(clips, self.data.reference)
+            # Rollouts only count from ASHA's grace period on: an untrained or warming-up
+            # model is "stagnant" without having collapsed; NaN and gradients count at once.
+            if self.reports + 1 >= self.settings.grace_period:
+                reason = self.monitor.check_rollouts(clips, self.data.reference)
         self.reports += 1
         report = self._report(metrics, quality, reason)
         report["time/train_s"] = trained - started

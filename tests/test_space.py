@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from samplegan_tune.errors import UserInputError
+from samplegan_tune.space import (
+    FACTOR_PREFIX,
+    config_from_trial_params,
+    list_spaces,
+    load_space,
+    parse_space,
+)
+
+GOOD = {
+    "description": "test space",
+    "settings": {"num_samples": 3, "max_reports": 2, "grace_period": 1},
+    "fixed": {"segment": 128},
+    "params": {
+        "adv_loss": {"choice": ["hinge", "wgan-gp"]},
+        "lambda_gp": {"uniform": [1, 20], "when": {"adv_loss": "wgan-gp"}},
+        "context": {"times": "segment", "int": [2, 8]},
+        "lr_g": {"loguniform": [1e-5, 1e-2]},
+    },
+}
+
+
+def test_builtin_spaces_validate_and_sample_valid_configs() -> None:
+    spaces = list_spaces()
+    assert {"smoke", "narrow", "wide"} <= set(spaces) and all(spaces.values())
+    for name in spaces:
+        space = load_space(name)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        valid = 0
+        for _ in range(20):
+            try:
+                config_from_trial_params(space.sample(study.ask()))
+                valid += 1
+            except UserInputError:
+                pass
+        assert valid >= 15, f"{name}: most sampled configurations must be valid"
+
+
+def test_conditional_and_relative_params() -> None:
+    space = parse_space("t", GOOD)
+    plain = optuna.trial.FixedTrial(
+        {"adv_loss": "hinge", f"{FACTOR_PREFIX}context_per_segment": 4, "lr_g": 1e-3}
+    )
+    values = space.sample(plain)
+    assert values["context"] == 512 and values["lambda_gp"] == 10.0  # the default: not sampled
+    gp = optuna.trial.FixedTrial(
+        {"adv_loss": "wgan-gp", "lambda_gp": 3.0, f"{FACTOR_PREFIX}context_per_segment": 2,
+         "lr_g": 1e-3}
+    )  # fmt: skip
+    cfg = config_from_trial_params(space.sample(gp))
+    assert cfg.lambda_gp == 3.0 and cfg.context == 256 and cfg.segment == 128
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"params": {"lr_gen": {"uniform": [0, 1]}}}, ["params", "'lr_gen'"]),
+        ({"params": {"lr_g": {"uniform": [1, 0.5]}}}, ["params.lr_g", "impossible range"]),
+        ({"params": {"lr_g": {"loguniform": [0, 1]}}}, ["params.lr_g", "low > 0"]),
+        ({"params": {"lr_g": {"gauss": [0, 1]}}}, ["params.lr_g", "'gauss'"]),
+        ({"params": {"adv_loss": {"choice": ["hinge", "wgan"]}}}, ["params.adv_loss", "wgan"]),
+        ({"params": {"sample_rate": {"choice": [8000, 16000]}}}, ["sample_rate", "fixed"]),
+        ({"fixed": {"segmnt": 3}}, ["fixed", "'segmnt'"]),
+        ({"settings": {"num_samples": 0}}, ["settings.num_samples"]),
+        ({"description": ""}, ["description"]),
+        ({"extra": 1}, ["'extra'"]),
+    ],
+)
+def test_bad_space_files_name_file_and_key(tmp_path: Path, change: dict, words: list) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, **change}))
+    with pytest.raises(UserInputError) as err:
+        load_space(path)
+    message = str(err.value)
+    assert str(path) in message and all(w in message for w in words), message
+
+
+def test_condition_on_a_later_param_is_refused() -> None:
+    params = {"lambda_gp": GOOD["params"]["lambda_gp"], "adv_loss": GOOD["params"]["adv_loss"]}
+    with pytest.raises(UserInputError, match="must come before"):
+        parse_space("t", {**GOOD, "params": params})
+
+
+def test_unknown_space_name_lists_the_valid_ones() -> None:
+    with pytest.raises(UserInputError, match="smoke"):
+        load_space("nope")

@@ -1,0 +1,73 @@
+"""The search trial's work without Ray: reports, collapse with a named reason, resume."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from samplegan_tune.collapse import REASON_METRIC, TRAINING_REASONS
+from samplegan_tune.config import TrainConfig
+from samplegan_tune.data import Corpus, split_corpus
+from samplegan_tune.metrics import SCORE, RealReference
+from samplegan_tune.search import STOPPED_EARLY, trial_outcome
+from samplegan_tune.space import SearchSettings
+from samplegan_tune.synthetic import synthetic_songs
+from samplegan_tune.trial import COLLAPSED_SCORE, Trial, TrialData, reference_clips
+
+SETTINGS = SearchSettings(max_reports=2, steps_per_report=3, grace_period=2, eval_rollouts=4,
+                          eval_seconds=0.5, rank_rollouts=4)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data() -> TrialData:
+    corpus = Corpus.from_items(synthetic_songs(seconds=60.0, sample_rate=16000, seed=3), 16000)
+    train, heldout = split_corpus(corpus, 0.3)
+    clips = reference_clips(heldout, SETTINGS, 16000)
+    return TrialData(train, heldout, RealReference.from_clips(clips, 16000), "synthetic")
+
+
+def test_reports_carry_losses_quality_and_no_reason(tiny: TrainConfig, data: TrialData) -> None:
+    trial = Trial(tiny, data, SETTINGS)
+    report = trial.run_interval()
+    assert report[REASON_METRIC] == "" and report["reports"] == 1 and report["step"] == 3
+    assert 0 < report[SCORE] < COLLAPSED_SCORE and "loss/recon_l1" in report
+    assert report["time/train_s"] > 0 and not trial.finished
+    trial.run_interval()
+    assert trial.finished
+
+
+def test_divergence_is_stopped_with_a_named_reason(tiny: TrainConfig, data: TrialData) -> None:
+    settings = SearchSettings(**{**SETTINGS.__dict__, "steps_per_report": 10})
+    trial = Trial(tiny.replace(lr_g=1000.0, lr_d=1000.0, lr_ae=1000.0), data, settings)
+    report = trial.run_interval()
+    assert report["step"] < 10, "the interval must end at the collapse, not run on"
+    assert report[REASON_METRIC] in TRAINING_REASONS
+    assert report[SCORE] == COLLAPSED_SCORE
+
+
+def test_state_round_trip_continues_the_count(tiny: TrainConfig, data: TrialData) -> None:
+    first = Trial(tiny, data, SETTINGS)
+    first.run_interval()
+    state = copy.deepcopy(first.state_dict())  # state_dict() shares storage with the live run
+    a = first.run_interval()  # before `second` exists: both draw on torch's global RNG
+    second = Trial(tiny, data, SETTINGS)
+    second.load_state_dict(state)
+    assert second.reports == 1 and second.trainer.step_count == 3
+    b = second.run_interval()
+    assert a["loss/g_total"] == b["loss/g_total"]
+    assert torch.isfinite(torch.tensor(a[SCORE]))
+
+
+def test_trial_outcomes_reach_optuna_honestly() -> None:
+    from optuna.trial import TrialState
+
+    full = {SCORE: 3.0, "reports": 5, REASON_METRIC: ""}
+    assert trial_outcome(full, False, 5) == (TrialState.COMPLETE, 3.0, "completed")
+    cut = {**full, "reports": 2}
+    assert trial_outcome(cut, False, 5) == (TrialState.PRUNED, None, STOPPED_EARLY)
+    dead = {SCORE: COLLAPSED_SCORE, "reports": 1, REASON_METRIC: "silence"}
+    assert trial_outcome(dead, False, 5) == (TrialState.PRUNED, None, "silence")
+    assert trial_outcome({}, True, 5)[0] == TrialState.FAIL
+    assert trial_outcome({SCORE: float("nan"), "reports": 5}, False, 5)[0] == TrialState.PRUNED
