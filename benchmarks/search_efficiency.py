@@ -19,12 +19,11 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import ray
-
 from samplegan_tune import search
 from samplegan_tune.collapse import REASON_METRIC
 from samplegan_tune.experiment import Experiment, prepare_trial_data
 from samplegan_tune.metrics import SCORE
+from samplegan_tune.search_cli import connect_ray
 from samplegan_tune.space import SearchSettings, parse_space
 
 SPACE = """
@@ -101,14 +100,7 @@ def main() -> None:
     probe = Experiment("probe", root / "probe", str(root), "bench", SPACE, SETTINGS,
                        ["synthetic"], 1)  # fmt: skip
     data = prepare_trial_data(probe)
-    ray.init(
-        address="local",
-        num_cpus=args.num_cpus,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    connect_ray(None, args.num_cpus)
     ratios = []
     for seed in args.seeds:
         base = run_one(root, seed, args.trials, True, data)

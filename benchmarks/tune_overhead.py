@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import ray
 import yaml
 
 from samplegan_tune import search
 from samplegan_tune.experiment import Experiment, prepare_trial_data
+from samplegan_tune.search_cli import connect_ray
 from samplegan_tune.space import SearchSettings
 
 SPACE = {"description": "one default trial", "fixed": {}, "params": {"seed": {"int": [0, 1]}}}
@@ -41,14 +41,7 @@ def main() -> None:
                      settings, ["synthetic"], 1)  # fmt: skip
     data = prepare_trial_data(exp)
     exp.save()
-    ray.init(
-        address="local",
-        num_cpus=args.num_cpus,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    connect_ray(None, args.num_cpus)
     started = time.perf_counter()
     grid = search.build_tuner(exp, data).fit()
     driver_wall = time.perf_counter() - started

@@ -91,7 +91,7 @@ def run_search(args: argparse.Namespace) -> int:
     )  # fmt: skip
     data = prepare_trial_data(exp)
     print(f"data: {data.description}", flush=True)
-    _connect(args.address, args.num_cpus)
+    connect_ray(args.address, args.num_cpus)
     exp.save()
     print(f"experiment: {exp.folder} ({num_samples} trials of space {space.name})", flush=True)
     return _search_and_rank(exp, data, resume=False)
@@ -112,7 +112,7 @@ def run_resume(args: argparse.Namespace) -> int:
             "ranked (see leaderboard.md)"
         )
     data = prepare_trial_data(exp)
-    _connect(args.address or exp.address, args.num_cpus)
+    connect_ray(args.address or exp.address, args.num_cpus)
     print(f"resuming {exp.name}: {remaining} of {exp.num_samples} trials unfinished", flush=True)
     return _search_and_rank(exp, data, resume=True)
 
@@ -201,7 +201,7 @@ def _point(text: str) -> dict:
     return point
 
 
-def _connect(address: str | None, num_cpus: int | None) -> None:
+def connect_ray(address: str | None, num_cpus: int | None) -> None:
     """Start a local Ray on loopback, or join the cluster at `address` (fail fast if none)."""
     import ray
 
