@@ -128,9 +128,11 @@ def run_train(args: argparse.Namespace) -> int:
     if state:
         trainer.load_state_dict(state)
     every = Intervals(args.log_every, args.eval_every, args.checkpoint_every)
-    checkpoint = train(trainer, out, args.steps, every)
-    print(f"checkpoint: {checkpoint}\nTensorBoard: tensorboard --logdir {out / 'tb'}")
-    return 0
+    collapsed = train(trainer, out, args.steps, every)
+    checkpoint = out / LAST
+    kept = f"checkpoint: {checkpoint}" if checkpoint.exists() else "no checkpoint was written"
+    print(f"{kept}\nTensorBoard: tensorboard --logdir {out / 'tb'}")
+    return 1 if collapsed else 0
 
 
 def run_generate(args: argparse.Namespace) -> int:

@@ -112,6 +112,13 @@ class CollapseMonitor:
                 return D_OVERPOWERED
         return None
 
+    def state_dict(self) -> dict[str, int]:
+        """The consecutive-check counters, so a resumed trial keeps counting."""
+        return {"d_run": self._d_run, "grad_run": self._grad_run}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._d_run, self._grad_run = int(state["d_run"]), int(state["grad_run"])
+
     def check_rollouts(self, generated: torch.Tensor, reference: RealReference) -> str | None:
         """The first collapse reason shown by `generated` (B, T) clips, or None."""
         fired = rollout_reasons(generated, reference, self.config)

@@ -14,6 +14,7 @@ import yaml
 
 from samplegan_tune.audio import rms_dbfs
 from samplegan_tune.checkpoint import LAST, save_checkpoint
+from samplegan_tune.collapse import CollapseMonitor
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, prepare_corpus, split_corpus
 from samplegan_tune.rollout import rollout
@@ -54,19 +55,28 @@ def train(
     total_steps: int,
     every: Intervals = Intervals(),  # noqa: B008 - frozen dataclass, safe as a default
     stream: TextIO = sys.stdout,
-) -> Path:
+) -> str | None:
     """Train until `total_steps`, logging to out/tb and checkpointing to out/checkpoints.
 
-    An interrupt (Ctrl-C) still writes the checkpoint, so no finished step is lost.
+    Returns None, or the collapse reason that stopped training early.
+
+    An interrupt (Ctrl-C) still writes the checkpoint, so no finished step is lost. A run
+    whose training collapses (NaN, exploding gradients, D winning for good) stops with the
+    reason printed, keeping the last checkpoint written before it (if any).
     """
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(trainer.cfg.to_dict(), sort_keys=False))
     events = EventLog(out / "tb", trainer.cfg.sample_rate)
     meter = _Meter(trainer.step_count, total_steps, trainer.cfg.batch_size)
+    monitor = CollapseMonitor()
     try:
         while trainer.step_count < total_steps:
             metrics = trainer.step()
             step = trainer.step_count
+            reason = monitor.check_training(metrics)
+            if reason:
+                print(f"stopped at step {step}: training collapsed ({reason})", file=stream)
+                return reason
             if step % every.log == 0 or step == total_steps:
                 events.scalars(metrics, step)
                 print(meter.line(step, metrics), file=stream, flush=True)
@@ -74,10 +84,13 @@ def train(
                 evaluate_and_listen(trainer, events)
             if step % every.checkpoint == 0:
                 save_checkpoint(out / LAST, trainer.state_dict())
-    finally:
+    except KeyboardInterrupt:
         save_checkpoint(out / LAST, trainer.state_dict())
+        raise
+    finally:
         events.close()
-    return out / LAST
+    save_checkpoint(out / LAST, trainer.state_dict())
+    return None
 
 
 def evaluate_and_listen(trainer: Trainer, events: EventLog, seconds: float = 2.0) -> dict:

@@ -128,13 +128,10 @@ class Trial:
         return report
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.trainer.state_dict(), REPORTS: self.reports, "monitor": self.monitor_state()}
-
-    def monitor_state(self) -> dict[str, int]:
-        return {"d_run": self.monitor._d_run, "grad_run": self.monitor._grad_run}
+        monitor = self.monitor.state_dict()
+        return {**self.trainer.state_dict(), REPORTS: self.reports, "monitor": monitor}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.trainer.load_state_dict(state)
         self.reports = int(state[REPORTS])
-        self.monitor._d_run = int(state["monitor"]["d_run"])
-        self.monitor._grad_run = int(state["monitor"]["grad_run"])
+        self.monitor.load_state_dict(state["monitor"])

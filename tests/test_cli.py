@@ -207,3 +207,12 @@ def test_unwritable_output_and_bad_model(env, tiny_yaml, tmp_path) -> None:
         str(blocker / "o.wav"),
     )
     assert_user_error(result, str(blocker))
+
+
+def test_a_collapsing_run_stops_and_says_why(env, tiny_yaml, tmp_path) -> None:
+    out = tmp_path / "run"
+    result = cli(env, "train", "--config", str(tiny_yaml), "--steps", "40", "--out", str(out),
+                 "--set", "lr_g=1000", "--set", "lr_d=1000", "--set", "lr_ae=1000")  # fmt: skip
+    assert result.returncode == 1
+    assert "stopped at step" in result.stdout and "training collapsed (" in result.stdout
+    assert "step 40/40" not in result.stdout
