@@ -4,6 +4,7 @@ the data every trial shares. `resume`, `leaderboard` and `export` start from her
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ class Experiment:
     cache_dir: str | None = None
     created: float = field(default_factory=time.time)
 
-    @property
+    @functools.cached_property
     def space(self) -> SearchSpace:
         return parse_space(self.space_name, yaml.safe_load(self.space_yaml))
 

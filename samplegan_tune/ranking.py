@@ -61,8 +61,8 @@ def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSum
         last = trial.last_result or {}
         frame = frames.get(trial.trial_id)
         curve = []
-        if frame is not None and SCORE in frame:
-            healthy = frame[frame.get(REASON_METRIC, "").fillna("") == ""] if len(frame) else frame
+        if frame is not None and SCORE in frame and REASON_METRIC in frame:
+            healthy = frame[frame[REASON_METRIC].fillna("") == ""]
             curve = [(int(i), float(s)) for i, s in zip(healthy["training_iteration"],
                                                         healthy[SCORE], strict=True)]  # fmt: skip
         outcome = last.get(REASON_METRIC) or ("error" if trial.status == "ERROR" else "")

@@ -176,8 +176,9 @@ def _settings(settings: SearchSettings, args: argparse.Namespace) -> SearchSetti
         "max_concurrent": args.max_concurrent,
     }
     for key, value in changes.items():
-        if value is not None and value < 0 or (key == "cpus_per_trial" and value == 0):
-            raise UserInputError(f"--{key.replace('_', '-')} {value}: must be > 0")
+        smallest = {"gpus_per_trial": 0, "cpus_per_trial": 0.01, "max_concurrent": 1}[key]
+        if value is not None and value < smallest:
+            raise UserInputError(f"--{key.replace('_', '-')} {value}: must be ≥ {smallest:g}")
     if args.time_budget is not None and args.time_budget <= 0:
         raise UserInputError(f"--time-budget {args.time_budget}: must be > 0 seconds")
     return dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
