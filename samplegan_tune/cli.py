@@ -83,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "leaderboard": search_cli.run_leaderboard,
         "export": search_cli.run_export,
         "spaces": search_cli.run_spaces,
+        "cluster": search_cli.run_cluster,
     }
     try:
         return handlers[args.command](args)

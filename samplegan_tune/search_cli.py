@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import socket
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # the heavy modules (ray, torch) are imported when a command 
     from samplegan_tune.trial import TrialData
 
 DEFAULT_STORAGE = "results"
+STORAGE_ENV = "SAMPLEGAN_STORAGE"  # set by the cluster YAMLs' setup commands
 
 
 def add_search_commands(commands: argparse._SubParsersAction) -> None:
@@ -30,7 +32,11 @@ def add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--space", required=True, help="a built-in space name or a YAML file")
     p.add_argument("--data", nargs="+", default=["synthetic"])
     p.add_argument("--num-samples", type=int, help="trials (default: the space's)")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help="folder, or s3://… for clusters")
+    p.add_argument(
+        "--storage",
+        default=os.environ.get(STORAGE_ENV, DEFAULT_STORAGE),
+        help=f"folder, or s3://… for clusters (default ${STORAGE_ENV} or results)",
+    )
     p.add_argument("--name", help="experiment name (default: search-SPACE-TIME)")
     p.add_argument("--address", help="Ray cluster: auto or HOST:PORT (default: local Ray)")
     p.add_argument("--cpus-per-trial", type=float)
@@ -61,6 +67,19 @@ def add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--force", action="store_true")
     commands.add_parser("spaces", help="list the built-in search spaces")
+    p = commands.add_parser("cluster", help="Ray cluster configurations")
+    actions = p.add_subparsers(dest="action", required=True)
+    actions.add_parser("validate", help="check a cluster YAML offline").add_argument("file")
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    from samplegan_tune.cluster import validate_cluster_file
+
+    prepared = validate_cluster_file(args.file)
+    types = ", ".join(prepared["available_node_types"])
+    print(f"ok: {args.file} ({prepared['provider']['type']}; head {prepared['head_node_type']};"
+          f" node types {types})")  # fmt: skip
+    return 0
 
 
 def run_spaces(args: argparse.Namespace) -> int:
