@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import yaml
 
 from samplegan_tune.errors import UserInputError
+from samplegan_tune.fileio import read_yaml
 
 STORAGE_VAR = "SAMPLEGAN_STORAGE"
 _IMAGE_VERSION = re.compile(r"rayproject/ray(?:-ml)?:(\d+\.\d+\.\d+)")
@@ -26,12 +26,7 @@ _IMAGE_VERSION = re.compile(r"rayproject/ray(?:-ml)?:(\d+\.\d+\.\d+)")
 def validate_cluster_file(path: str | Path) -> dict[str, Any]:
     """The prepared config of a valid file; UserInputError naming the file and key if not."""
     path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"{path}: cluster file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise UserInputError(f"{path}: not valid YAML ({err})") from err
+    raw = read_yaml(path, "cluster file")
     if not isinstance(raw, dict):
         raise UserInputError(f"{path}: expected a mapping (a Ray cluster config)")
     try:

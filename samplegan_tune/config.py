@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from samplegan_tune.errors import UserInputError
+from samplegan_tune.fileio import read_yaml
 
 ADV_LOSSES = ("ns", "hinge", "lsgan", "wgan-gp")
 SEED_SOURCES = ("latent", "reconstruction")
@@ -223,12 +224,7 @@ def load_config(path: str | Path | None, sets: list[str] | None = None) -> Train
 
 
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserInputError(f"{path}: config file not found")
-    try:
-        values = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise UserInputError(f"{path}: not valid YAML ({err})") from err
+    values = read_yaml(path, "config file")
     if values is None:
         return {}
     if not isinstance(values, dict):

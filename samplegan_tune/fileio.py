@@ -7,6 +7,9 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from samplegan_tune.errors import UserInputError
 
@@ -54,3 +57,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """Parse a YAML file; UserInputError naming `path` if it is missing or not YAML."""
+    if not path.is_file():
+        raise UserInputError(f"{path}: {what} not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserInputError(f"{path}: not valid YAML ({err})") from err

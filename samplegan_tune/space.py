@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.errors import UserInputError
+from samplegan_tune.fileio import read_yaml
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -123,10 +122,7 @@ def resolve_space(name_or_file: str) -> Path:
 def load_space(name_or_file: str | Path) -> SearchSpace:
     """Read and validate a space; UserInputError naming the file and key on any problem."""
     path = resolve_space(str(name_or_file))
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise UserInputError(f"{path}: not valid YAML ({err})") from err
+    raw = read_yaml(path, "search space file")
     try:
         return parse_space(path.stem, raw)
     except UserInputError as err:
