@@ -7,6 +7,7 @@ NaN, and no Optuna trial is left RUNNING when the search ends.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any
@@ -27,6 +28,10 @@ OUTCOME_ATTR = "outcome"  # Optuna user attribute: "completed", a collapse reaso
 STOPPED_EARLY = "stopped_early"  # ASHA cut the trial at a rung
 ERRORED = "error"
 LOST = "lost"  # still RUNNING in the study when the search ended
+# A resumed search restores the searcher from its last saved state: a trial that the crashed
+# driver told Optuna about after that save looks unfinished here, runs out its interval and
+# is told again. The study keeps the outcome it already has.
+ALREADY_TOLD = optuna.exceptions.UpdateFinishedTrialError
 
 
 class OutcomeAwareOptunaSearch(OptunaSearch):
@@ -38,7 +43,8 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if math.isfinite(result.get(SCORE, math.nan)):
-            super().on_trial_result(trial_id, result)
+            with contextlib.suppress(ALREADY_TOLD):
+                super().on_trial_result(trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
@@ -47,8 +53,9 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
             return
         state, value, outcome = trial_outcome(result or {}, error, self._max_reports)
         ot_trial = self._ot_trials[trial_id]
-        ot_trial.set_user_attr(OUTCOME_ATTR, outcome)
-        self._ot_study.tell(ot_trial, value, state=state)
+        with contextlib.suppress(ALREADY_TOLD):
+            ot_trial.set_user_attr(OUTCOME_ATTR, outcome)
+            self._ot_study.tell(ot_trial, value, state=state)
         self._completed_trials.add(trial_id)
 
 

@@ -225,11 +225,11 @@ def connect_ray(address: str | None, num_cpus: int | None) -> None:
     """Start a local Ray on loopback, or join the cluster at `address` (fail fast if none)."""
     import ray
 
+    # Trial output is noise here: errors reach the progress line and the trials' error files.
+    quiet = {"configure_logging": False, "log_to_driver": False}
     if address is None:
-        # Trials print nothing useful; their errors reach the progress line and error files.
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", configure_logging=False,
-                 log_to_driver=False)  # fmt: skip
+                 _node_ip_address="127.0.0.1", **quiet)  # fmt: skip
         return
     if address != "auto":
         host, _, port = address.rpartition(":")
@@ -238,6 +238,10 @@ def connect_ray(address: str | None, num_cpus: int | None) -> None:
         except (OSError, ValueError) as err:
             raise UserInputError(f"--address {address}: no Ray cluster answers there") from err
     try:
-        ray.init(address=address, configure_logging=False)
+        ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise UserInputError(f"--address {address}: cannot join a Ray cluster ({err})") from err
+        raise UserInputError(
+            f"--address {address}: cannot join a Ray cluster ({err}). A cluster with token "
+            "authentication needs its token here: ~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or "
+            "$RAY_AUTH_TOKEN"
+        ) from err

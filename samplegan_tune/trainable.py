@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -19,6 +20,7 @@ from samplegan_tune.space import SearchSettings, config_from_trial_params
 from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, Trial, TrialData
 
 CHECKPOINT_FILE = "trial.pt"
+NODE = "node"  # reported: the Ray node that ran the interval (which machine, on a cluster)
 INVALID_CONFIG = "invalid_config"  # collapse reasons of our own, beside collapse.py's
 OUT_OF_MEMORY = "out_of_memory"
 
@@ -42,6 +44,7 @@ def train_trial(config: dict[str, Any], data: TrialData, settings: SearchSetting
         except torch.OutOfMemoryError:  # this config does not fit: infeasible, not retried
             _report_infeasible(OUT_OF_MEMORY, f"CUDA out of memory on {device}")
             return
+        report[NODE] = ray.get_runtime_context().get_node_id()
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(Path(folder) / CHECKPOINT_FILE, trial.state_dict())
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))

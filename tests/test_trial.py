@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
+import optuna
 import pytest
 import torch
 
@@ -11,10 +13,10 @@ from samplegan_tune.collapse import REASON_METRIC, TRAINING_REASONS
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, split_corpus
 from samplegan_tune.metrics import SCORE, RealReference
-from samplegan_tune.search import STOPPED_EARLY, trial_outcome
+from samplegan_tune.search import STOPPED_EARLY, OutcomeAwareOptunaSearch, trial_outcome
 from samplegan_tune.space import SearchSettings
 from samplegan_tune.synthetic import synthetic_songs
-from samplegan_tune.trial import COLLAPSED_SCORE, Trial, TrialData, reference_clips
+from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, Trial, TrialData, reference_clips
 
 SETTINGS = SearchSettings(max_reports=2, steps_per_report=3, grace_period=2, eval_rollouts=4,
                           eval_seconds=0.5, rank_rollouts=4)  # fmt: skip
@@ -71,3 +73,24 @@ def test_trial_outcomes_reach_optuna_honestly() -> None:
     assert trial_outcome(dead, False, 5) == (TrialState.PRUNED, None, "silence")
     assert trial_outcome({}, True, 5)[0] == TrialState.FAIL
     assert trial_outcome({SCORE: float("nan"), "reports": 5}, False, 5)[0] == TrialState.PRUNED
+
+
+def test_resumed_searcher_keeps_an_outcome_told_before_the_crash(tmp_path: Path) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+
+    def searcher() -> OutcomeAwareOptunaSearch:
+        return OutcomeAwareOptunaSearch(space=space, metric=SCORE, mode="min",
+                                        storage=storage, study_name="s", max_reports=2)  # fmt: skip
+
+    before_crash = searcher()
+    before_crash.suggest("t1")
+    before_crash.save(str(tmp_path / "searcher.pkl"))  # the driver's last saved state
+    before_crash.on_trial_complete("t1", {SCORE: 1.0, REPORTS: 2, REASON_METRIC: ""})
+
+    resumed = searcher()
+    resumed.restore(str(tmp_path / "searcher.pkl"))  # t1 looks unfinished here
+    resumed.on_trial_result("t1", {SCORE: 0.5, "training_iteration": 3})
+    resumed.on_trial_complete("t1", {SCORE: 0.5, REPORTS: 2, REASON_METRIC: ""})
+    (trial,) = optuna.load_study(study_name="s", storage=storage).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 1.0
