@@ -3,7 +3,9 @@
 `ray up` has no dry run. This runs Ray's own config preparation and JSON-schema validation,
 then our checks: the Docker image's Ray version is the installed one, the head runs no trials,
 GPUs are declared where the provider cannot detect them (GCP), the setup commands install
-this project, and a shared storage path (SAMPLEGAN_STORAGE) is set for multi-node runs.
+this project, a shared storage path (SAMPLEGAN_STORAGE) is set for multi-node runs, and
+token authentication stays on (every `ray start` sets RAY_AUTH_MODE=token; the token file is
+mounted on every node).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from samplegan_tune.errors import UserInputError
 from samplegan_tune.fileio import read_yaml
 
 STORAGE_VAR = "SAMPLEGAN_STORAGE"
+AUTH_MODE = "RAY_AUTH_MODE"
+TOKEN_FILE = ".ray/auth_token"  # where Ray looks for the cluster token, under ~
 _IMAGE_VERSION = re.compile(r"rayproject/ray(?:-ml)?:(\d+\.\d+\.\d+)")
 
 
@@ -59,6 +63,7 @@ def _our_checks(raw: dict[str, Any], prepared: dict[str, Any]) -> None:
     _check_image(raw)
     _check_head_runs_nothing(raw, prepared)
     _check_gpus_declared(prepared)
+    _check_token_auth(raw)
     commands = [str(c) for key in ("setup_commands", "head_setup_commands")
                 for c in raw.get(key) or []]  # fmt: skip
     if not any("pip" in c and re.search(r"samplegan[-_]tune", c) for c in commands):
@@ -116,6 +121,23 @@ def _check_gpus_declared(prepared: dict[str, Any]) -> None:
                 f"available_node_types.{name}.resources: GCP needs the GPU count declared "
                 "(e.g. {GPU: 1}) for a node type with guestAccelerators"
             )
+
+
+def _check_token_auth(raw: dict[str, Any]) -> None:
+    """Token authentication stays on: every node gets the token and refuses to start without."""
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        for command in map(str, raw.get(key) or []):
+            if "ray start" in command and f"{AUTH_MODE}=token" not in command:
+                raise UserInputError(
+                    f"{key}: {command!r} must set {AUTH_MODE}=token (Ray then refuses to "
+                    "start a node without the cluster's token instead of running open)"
+                )
+    mounts = raw.get("file_mounts") or {}
+    if not any(str(target).endswith(TOKEN_FILE) for target in mounts):
+        raise UserInputError(
+            f"file_mounts: every node needs the cluster's token: add '~/{TOKEN_FILE}: "
+            f"~/{TOKEN_FILE}' (create it once with `ray get-auth-token --generate`)"
+        )
 
 
 def _multi_node(prepared: dict[str, Any]) -> bool:

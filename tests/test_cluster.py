@@ -65,7 +65,7 @@ BROKEN = {
         "gpu.yaml",
         lambda c: (
             c["available_node_types"]["head"].update(resources={}),
-            c.update(head_start_ray_commands=["ray start --head"]),
+            c.update(head_start_ray_commands=["RAY_AUTH_MODE=token ray start --head"]),
         ),
         "available_node_types.head.resources",
     ),  # fmt: skip
@@ -84,6 +84,12 @@ BROKEN = {
         lambda c: c.update(setup_commands=[c["setup_commands"][1]]),
         "SAMPLEGAN_STORAGE",
     ),
+    "token auth off": (
+        "gcp-gpu.yaml",
+        lambda c: c.update(worker_start_ray_commands=["ray start --address=$RAY_HEAD_IP:6379"]),
+        "worker_start_ray_commands",
+    ),
+    "token not on the nodes": ("onprem.yaml", lambda c: c.pop("file_mounts"), "file_mounts"),
 }
 
 
