@@ -240,8 +240,9 @@ def connect_ray(address: str | None, num_cpus: int | None) -> None:
     try:
         ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as err:
+        why = next(iter(str(err).splitlines()), type(err).__name__)
         raise UserInputError(
-            f"--address {address}: cannot join a Ray cluster ({err}). A cluster with token "
+            f"--address {address}: cannot join a Ray cluster ({why}). A cluster with token "
             "authentication needs its token here: ~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or "
             "$RAY_AUTH_TOKEN"
         ) from err
