@@ -21,6 +21,7 @@ import optuna
 import pytest
 import yaml
 
+from samplegan_tune.experiment import Experiment
 from samplegan_tune.space import resolve_space
 
 pytestmark = pytest.mark.slow
@@ -157,7 +158,7 @@ def test_lost_node_costs_at_most_one_report_interval(cluster, tmp_path: Path) ->
         assert reports == list(range(1, len(rows) + 1)), (trial_id, reports)
         steps = [r["step"] for r in rows]
         assert steps == sorted(set(steps)), (trial_id, steps)
-    study = optuna.load_study(study_name="loss", storage=f"sqlite:///{exp / 'optuna.db'}")
+    study = Experiment.load(exp).study()
     outcomes = [t.user_attrs.get("outcome") for t in study.trials]
     assert len(outcomes) == 4 and "error" not in outcomes and "lost" not in outcomes
 
@@ -194,7 +195,7 @@ def test_killed_driver_resumes_on_the_cluster(cluster, tmp_path: Path) -> None:
 
     trials = tune.ExperimentAnalysis(str(exp)).trials
     assert len(trials) == 4 and all(t.status == "TERMINATED" for t in trials)
-    study = optuna.load_study(study_name="cut", storage=f"sqlite:///{exp / 'optuna.db'}")
+    study = Experiment.load(exp).study()
     told = [t for t in study.trials if t.user_attrs.get("outcome") != "lost"]
     assert len(told) == 4
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)

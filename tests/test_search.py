@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 
 from samplegan_tune.collapse import ROLLOUT_REASONS, TRAINING_REASONS
+from samplegan_tune.experiment import Experiment
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -38,8 +39,8 @@ def cli(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.Compl
     )  # fmt: skip
 
 
-def study(folder: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'optuna.db'}")
+def study(folder: Path) -> optuna.Study:
+    return Experiment.load(folder).study()
 
 
 def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None:
@@ -63,7 +64,7 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[search] 4/4 done" in result.stdout
     exp = storage / "smoke"
-    trials = study(exp, "smoke").trials
+    trials = study(exp).trials
     assert len(trials) == 4
     forced = next(t for t in trials if t.params.get("lr_g") == 10)
     assert forced.state in (optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -131,7 +132,7 @@ def test_interrupted_search_resumes_to_exactly_num_samples(env, tmp_path: Path) 
     tune_trials = tune.ExperimentAnalysis(str(exp)).trials
     assert len(tune_trials) == 4
     assert all(t.status == "TERMINATED" for t in tune_trials)
-    trials = study(exp, "cut").trials
+    trials = study(exp).trials
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
     told = [t for t in trials if t.user_attrs.get("outcome") != "lost"]
     assert len(told) == 4
