@@ -140,7 +140,7 @@ def run_generate(args: argparse.Namespace) -> int:
     import torch
 
     from samplegan_tune.audio import load_audio, normalise_loudness, write_wav
-    from samplegan_tune.export import load_any_model
+    from samplegan_tune.artifact import load_any_model
     from samplegan_tune.fileio import check_output_file
     from samplegan_tune.rollout import rollout, unprimed_context
 

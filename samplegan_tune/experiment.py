@@ -43,11 +43,13 @@ class Experiment:
     start_points: list[dict[str, Any]] = field(default_factory=list)
     address: str | None = None
     cache_dir: str | None = None
+    smoke: bool = False  # the space shrunk to smoke size (`search --smoke`)
     created: float = field(default_factory=time.time)
 
     @functools.cached_property
     def space(self) -> SearchSpace:
-        return parse_space(self.space_name, yaml.safe_load(self.space_yaml))
+        space = parse_space(self.space_name, yaml.safe_load(self.space_yaml))
+        return space.smoke() if self.smoke else space
 
     @property
     def tune_path(self) -> str:

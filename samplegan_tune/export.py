@@ -1,4 +1,4 @@
-"""Export a ranked model to a standalone folder, and load it back with no Ray and no space.
+"""Export a ranked model to a standalone folder (loaded back by `artifact.py`, with no Ray).
 
 The folder holds `model.safetensors` (autoencoder + generator weights), `config.json` (the
 TrainConfig that builds them), `metrics.json` (its leaderboard scores) and `manifest.json`
@@ -17,24 +17,15 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from samplegan_tune.checkpoint import load_model
-from samplegan_tune.config import TrainConfig
+from samplegan_tune.artifact import CONFIG, FORMAT, MANIFEST, METRICS, WEIGHTS
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.fileio import check_output_dir
 from samplegan_tune.models import ContinuationModel
 from samplegan_tune.ranking import load_ranked_model, read_leaderboard
 
-MANIFEST, WEIGHTS, CONFIG, METRICS = (
-    "manifest.json",
-    "model.safetensors",
-    "config.json",
-    "metrics.json",
-)
-FORMAT = "samplegan-tune/export/1"
 _PACKAGES = ("samplegan-tune", "torch", "torchaudio", "ray", "optuna", "safetensors", "numpy")
 
 
@@ -97,28 +88,3 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def is_export(path: str | Path) -> bool:
-    return (Path(path) / MANIFEST).is_file()
-
-
-def load_exported(folder: str | Path, device: str | torch.device = "cpu") -> ContinuationModel:
-    """Rebuild the model from an exported folder alone."""
-    folder = Path(folder)
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        cfg = TrainConfig.from_dict(json.loads((folder / CONFIG).read_text()))
-        weights = load_file(str(folder / WEIGHTS))
-    except (OSError, ValueError) as err:
-        raise UserInputError(f"{folder}: not a readable exported model ({err})") from err
-    if manifest.get("format") != FORMAT:
-        raise UserInputError(f"{folder}: not a samplegan-tune export (format {FORMAT})")
-    model = ContinuationModel(cfg)
-    model.load_state_dict(weights)
-    return model.to(device).eval()
-
-
-def load_any_model(path: str | Path, device: str | torch.device = "cpu") -> ContinuationModel:
-    """An exported folder, a training run folder, or a checkpoint file."""
-    return load_exported(path, device) if is_export(path) else load_model(path, device)

@@ -28,11 +28,22 @@ def check_output_file(path: str | Path, force: bool) -> Path:
 
 
 def _check_writable_dir(folder: Path, what: str) -> None:
+    """Refuse unless `folder` exists as a writable folder or can be created.
+
+    Tries for real (a probe folder made and removed in the nearest existing ancestor):
+    permission bits say nothing to root, nor about a read-only or virtual file system.
+    """
     existing = folder
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserInputError(f"{what}: cannot write there ({existing} is not a writable folder)")
+    reason = f"{existing} is not a folder"
+    if existing.is_dir():
+        try:
+            os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".samplegan-probe-"))
+            return
+        except OSError as err:
+            reason = f"{existing} is not writable: {err.strerror or err}"
+    raise UserInputError(f"{what}: cannot write there ({reason})")
 
 
 def check_output_dir(path: str | Path) -> Path:

@@ -8,7 +8,11 @@ NaN, and no Optuna trial is left RUNNING when the search ends.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -28,6 +32,17 @@ OUTCOME_ATTR = "outcome"  # Optuna user attribute: "completed", a collapse reaso
 STOPPED_EARLY = "stopped_early"  # ASHA cut the trial at a rung
 ERRORED = "error"
 LOST = "lost"  # still RUNNING in the study when the search ended
+BUDGET = "stopped_by_budget"  # still running when --time-budget ended the search
+WAIT_NOTE_S = 60.0  # how often to say that no trial can start yet
+# Ray's own console output, replaced by ours: its banner and TensorBoard hint (it names a
+# folder in Ray's temp dir, not where the trials' event files are), its resource warning
+# (we print our own line), and its snapshot-frequency warning.
+RAY_QUIET_ENV = {
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S": "1e9",
+    "TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S_AUTOSCALER": "1e9",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
 # A resumed search restores the searcher from its last saved state: a trial that the crashed
 # driver told Optuna about after that save looks unfinished here, runs out its interval and
 # is told again. The study keeps the outcome it already has.
@@ -85,11 +100,28 @@ class CollapseStopper(tune.Stopper):
 
 
 class ProgressLine(tune.Callback):
-    """One line per finished trial (and at most every 15 s): counts and the best so far."""
+    """One line per finished trial (and at most every 15 s): counts and the best so far; and
+    a line a minute while no trial can start (the cluster is short of what a trial asks)."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, resources: dict[str, float] | None = None) -> None:
         self.total, self.best, self.last_print = total, math.inf, 0.0
+        self.resources = resources or {}
         self.done: dict[str, str] = {}
+        self.waiting_since: float | None = None
+
+    def on_step_end(self, iteration: int, trials: list, **_) -> None:
+        if any(t.status == "RUNNING" for t in trials) or not any(
+            t.status == "PENDING" for t in trials
+        ):
+            self.waiting_since = None
+            return
+        now = time.monotonic()
+        if self.waiting_since is None:
+            self.waiting_since = now
+        elif now - self.waiting_since >= WAIT_NOTE_S:
+            self.waiting_since = now
+            print(_waiting_line(self.resources, sum(t.status == "PENDING" for t in trials)),
+                  flush=True)  # fmt: skip
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **_) -> None:
         if not result.get(REASON_METRIC):
@@ -117,6 +149,18 @@ class ProgressLine(tune.Callback):
             f" | best quality/score {best} (lower is better)",
             flush=True,
         )
+
+
+def _waiting_line(asked: dict[str, float], pending: int) -> str:
+    import ray
+
+    have = ray.available_resources()
+    return (
+        f"[search] waiting for resources: {pending} trial(s) pending, each asks "
+        f"{asked.get('cpu', 0):g} CPU + {asked.get('gpu', 0):g} GPU; free now "
+        f"{have.get('CPU', 0):g} CPU, {have.get('GPU', 0):g} GPU (a cluster's autoscaler may "
+        "be adding nodes; Ctrl-C stops, `samplegan-tune resume` goes on)"
+    )
 
 
 def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tune.Tuner:
@@ -166,10 +210,13 @@ def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tun
     )
 
 
+def trial_resources(exp: Experiment) -> dict[str, float]:
+    return {"cpu": exp.settings.cpus_per_trial, "gpu": exp.settings.gpus_per_trial}
+
+
 def trainable_for(exp: Experiment, data: TrialData) -> Any:
-    resources = {"cpu": exp.settings.cpus_per_trial, "gpu": exp.settings.gpus_per_trial}
     fn = tune.with_parameters(train_trial, data=data, settings=exp.settings)
-    return tune.with_resources(fn, resources)
+    return tune.with_resources(fn, trial_resources(exp))
 
 
 def run_config(exp: Experiment, stop_collapsed: bool = True) -> tune.RunConfig:
@@ -181,28 +228,83 @@ def run_config(exp: Experiment, stop_collapsed: bool = True) -> tune.RunConfig:
             num_to_keep=3, checkpoint_score_attribute=SCORE, checkpoint_score_order="min"
         ),
         failure_config=tune.FailureConfig(max_failures=3),
-        callbacks=[ProgressLine(exp.num_samples)],
+        callbacks=[ProgressLine(exp.num_samples, trial_resources(exp))],
         verbose=0,
     )
 
 
-def run(exp: Experiment, data: TrialData, resume: bool = False) -> None:
-    """Run (or resume) the search to the end, then close every Optuna trial still open."""
+def run(exp: Experiment, data: TrialData, resume: bool = False) -> bool:
+    """Run (or resume) the search to the end, then close every Optuna trial still open.
+
+    Returns True when the user interrupted it (Ctrl-C): Tune saved its state, the open
+    trials stay open for `resume`.
+    """
+    for key, value in RAY_QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if resume:
         tuner = tune.Tuner.restore(
             exp.tune_path, trainable=trainable_for(exp, data), resume_errored=True
         )
     else:
         tuner = build_tuner(exp, data)
-    tuner.fit()
-    close_open_trials(exp)
+    with _InterruptWatch() as watch:
+        tuner.fit()
+    if not watch.interrupted:
+        close_open_trials(exp)
+    return watch.interrupted
+
+
+class _InterruptWatch:
+    """Tells whether Tune's own Ctrl-C handler ran during `fit()`, and prints our line
+    instead of Ray's ("Resume experiment with: Tuner.restore(...)" is not our command).
+
+    Tune replaces the SIGINT handler during `fit()` and, on the first Ctrl-C, puts back the
+    one it found: ours. So our handler is in place afterwards only if the user interrupted.
+    A second Ctrl-C reaches our handler and stops at once (KeyboardInterrupt).
+    """
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._active = threading.current_thread() is threading.main_thread()
+        self._filter = _RayInterruptFilter()
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _InterruptWatch:
+        logging.getLogger("ray.tune.tune").addFilter(self._filter)
+        if self._active:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("ray.tune.tune").removeFilter(self._filter)
+        if self._active:
+            self.interrupted = signal.getsignal(signal.SIGINT) == self._handler
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class _RayInterruptFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith("Stop signal received"):
+            print("[search] stopping: saving every trial's state (Ctrl-C again quits at once)",
+                  flush=True)  # fmt: skip
+            return False
+        return "Resume experiment with" not in text
 
 
 def close_open_trials(exp: Experiment) -> int:
-    """Mark trials the study still has RUNNING (lost to a crash) as FAIL; returns how many."""
+    """Close trials the study still has RUNNING when the search ended; returns how many.
+
+    With a time budget they were cut by it (PRUNED, outcome `stopped_by_budget`); otherwise
+    they were lost to a crash (FAIL, outcome `lost`).
+    """
     study = optuna.load_study(study_name=exp.name, storage=exp.optuna_storage())
-    lost = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in lost:
-        study._storage.set_trial_user_attr(trial._trial_id, OUTCOME_ATTR, LOST)
-        study.tell(trial.number, state=TrialState.FAIL)
-    return len(lost)
+    still_open = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    outcome, state = (BUDGET, TrialState.PRUNED) if exp.time_budget else (LOST, TrialState.FAIL)
+    for trial in still_open:
+        study._storage.set_trial_user_attr(trial._trial_id, OUTCOME_ATTR, outcome)
+        study.tell(trial.number, state=state)
+    return len(still_open)

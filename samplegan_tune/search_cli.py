@@ -54,6 +54,12 @@ def add_search_commands(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     p.add_argument("--cache-dir")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the space at smoke size (tiny models, windows and steps, every param still "
+        "sampled): checks a space end to end in minutes",
+    )
     p = commands.add_parser("resume", help="continue an interrupted search")
     p.add_argument("experiment", type=Path)
     p.add_argument("--address")
@@ -95,6 +101,8 @@ def run_search(args: argparse.Namespace) -> int:
     from samplegan_tune.space import load_space, resolve_space
 
     space = load_space(args.space)
+    if args.smoke:
+        space = space.smoke()
     settings = _settings(space.settings, args)
     num_samples = settings.num_samples if args.num_samples is None else args.num_samples
     if num_samples < 1:
@@ -106,11 +114,13 @@ def run_search(args: argparse.Namespace) -> int:
         space_yaml=resolve_space(args.space).read_text(), settings=settings, data=args.data,
         num_samples=num_samples, seed=args.seed, time_budget=args.time_budget,
         start_points=[_point(text) for text in args.start_points], address=args.address,
-        cache_dir=args.cache_dir,
+        cache_dir=args.cache_dir, smoke=args.smoke,
     )  # fmt: skip
     data = prepare_trial_data(exp)
     print(f"data: {data.description}", flush=True)
     connect_ray(args.address, args.num_cpus)
+    if args.address is None:
+        exp.settings = fit_local_resources(exp.settings, explicit=_explicit_resources(args))
     exp.save()
     print(f"experiment: {exp.folder} ({num_samples} trials of space {space.name})", flush=True)
     return _search_and_rank(exp, data, resume=False)
@@ -122,6 +132,7 @@ def run_resume(args: argparse.Namespace) -> int:
     from samplegan_tune.experiment import Experiment, prepare_trial_data
 
     exp = Experiment.load(args.experiment)
+    check_output_dir(exp.folder)
     if not tune.Tuner.can_restore(exp.tune_path):
         raise UserInputError(f"{exp.folder}: nothing to resume (no Tune state was saved yet)")
     remaining = _unfinished(exp)
@@ -131,7 +142,10 @@ def run_resume(args: argparse.Namespace) -> int:
             "ranked (see leaderboard.md)"
         )
     data = prepare_trial_data(exp)
-    connect_ray(args.address or exp.address, args.num_cpus)
+    address = args.address or exp.address
+    connect_ray(address, args.num_cpus)
+    if address is None:
+        exp.settings = fit_local_resources(exp.settings, explicit=())
     print(f"resuming {exp.name}: {remaining} of {exp.num_samples} trials unfinished", flush=True)
     return _search_and_rank(exp, data, resume=True)
 
@@ -140,6 +154,7 @@ def run_leaderboard(args: argparse.Namespace) -> int:
     from samplegan_tune.experiment import Experiment, prepare_trial_data
 
     exp = Experiment.load(args.experiment)
+    check_output_dir(exp.folder)
     if args.top_k is not None and args.top_k < 1:
         raise UserInputError(f"--top-k {args.top_k}: must be ≥ 1")
     _rank_and_report(exp, prepare_trial_data(exp), args.top_k)
@@ -159,8 +174,14 @@ def _search_and_rank(exp: Experiment, data: TrialData, resume: bool) -> int:
     """Run the search (or resume it; a resume with nothing left to run only ranks)."""
     from samplegan_tune import search
 
+    print(f"TensorBoard: tensorboard --logdir {exp.tune_path}  (every trial's curves)",
+          flush=True)  # fmt: skip
     if not resume or _unfinished(exp) > 0:
-        search.run(exp, data, resume=resume)
+        if search.run(exp, data, resume=resume):
+            finished = exp.num_samples - _unfinished(exp)
+            print(f"interrupted: {finished} of {exp.num_samples} trials finished; go on with:"
+                  f" samplegan-tune resume {exp.folder}", flush=True)  # fmt: skip
+            return 130
     _rank_and_report(exp, data, None)
     return 0
 
@@ -173,13 +194,26 @@ def _rank_and_report(exp: Experiment, data: TrialData, top_k: int | None) -> Non
     page = listening.write_page(exp, data, entries, summaries)
     print((exp.folder / "leaderboard.md").read_text())
     if not entries:
-        print("no trial survived: every one collapsed or failed (see the listening page)")
+        print(_why_no_survivor(summaries))
     print(f"leaderboard: {exp.folder / 'leaderboard.csv'}\nlistening page: {page}")
 
 
+def _why_no_survivor(summaries: list) -> str:
+    """Why the leaderboard is empty, saying what really happened to the trials."""
+    if not summaries:
+        return "no trial ran (nothing was trained): see the search's output above"
+    outcomes = [s.outcome for s in summaries]
+    counts = ", ".join(f"{o} {outcomes.count(o)}" for o in sorted(set(outcomes)))
+    return f"no trial survived ({counts}); see the listening page for each one's reason"
+
+
 def _unfinished(exp: Experiment) -> int:
+    import logging
+
     from ray import tune
 
+    # A trial that never reported has no result file: Ray warns; for a count that is noise.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     try:
         analysis = tune.ExperimentAnalysis(exp.tune_path)
     except (ValueError, FileNotFoundError, OSError):
@@ -201,6 +235,39 @@ def _settings(settings: SearchSettings, args: argparse.Namespace) -> SearchSetti
     if args.time_budget is not None and args.time_budget <= 0:
         raise UserInputError(f"--time-budget {args.time_budget}: must be > 0 seconds")
     return dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _explicit_resources(args: argparse.Namespace) -> tuple[str, ...]:
+    """The resource flags the user gave (a space's default may be lowered; a flag is not)."""
+    flags = {"cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial}
+    return tuple(k for k, v in flags.items() if v is not None)
+
+
+def fit_local_resources(settings: SearchSettings, explicit: tuple[str, ...]) -> SearchSettings:
+    """Trial resources a local Ray can grant: never wait forever for a GPU that is not there.
+
+    A request from the space's defaults is lowered, saying so in one line; one the user
+    gave with a flag is refused with the fix (UserInputError).
+    """
+    import ray
+
+    have = ray.cluster_resources()
+    changes = {}
+    for key, kind in (("gpus_per_trial", "GPU"), ("cpus_per_trial", "CPU")):
+        asked, available = getattr(settings, key), have.get(kind, 0.0)
+        if asked <= available:
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        fix = 0 if kind == "GPU" else available
+        if key in explicit:
+            raise UserInputError(
+                f"{flag} {asked:g}: this machine's Ray has {available:g} {kind}; use {flag} "
+                f"{fix:g} here, or --address to run on a cluster"
+            )
+        changes[key] = fix
+        print(f"resources: the space asks {asked:g} {kind} per trial, this machine has "
+              f"{available:g}: using {flag} {fix:g} (on a cluster, pass --address)", flush=True)  # fmt: skip
+    return dataclasses.replace(settings, **changes)
 
 
 def _storage(storage: str, name: str) -> tuple[Path, str]:

@@ -1,4 +1,7 @@
-"""Search spaces: `search_spaces/*.yaml` read, validated, and turned into Optuna define-by-run.
+"""Search spaces: YAML files read, validated, and turned into Optuna define-by-run.
+
+The built-in spaces ship inside the package (`samplegan_tune/search_spaces/*.yaml`, read with
+`importlib.resources`, so an installed wheel has them); `--space FILE.yaml` reads a user's own.
 
 A space file holds a one-line `description`, `settings` (how a search over it runs by default:
 trials, report intervals, ASHA rungs, resources), `fixed` TrainConfig values, and `params`,
@@ -11,12 +14,15 @@ each one distribution over a TrainConfig field:
     context: {times: segment, int: [2, 16]}                      # relative to another field
 
 A param with `when` is sampled only when the named params took one of the given values.
-`times: F` samples a factor and sets the field to factor × F (F sampled or fixed earlier).
+`times: F` samples a factor and sets the field to factor × F (F sampled or fixed earlier); the
+factor is an Optuna param named `FIELD_per_F` (e.g. `context_per_segment`). Every Optuna param
+name is a plain identifier: Ray would turn a `/` in a config key into a nested dict.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +32,21 @@ from samplegan_tune.config import TrainConfig
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.fileio import read_yaml
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
-FACTOR_PREFIX = "space/"  # Optuna names of sampled factors; not TrainConfig fields
 DATA_FIELDS = ("sample_rate", "normalise_dbfs", "holdout_fraction")  # one corpus per search
 KINDS = ("loguniform", "uniform", "int", "int_log", "choice")
+# `--smoke`: the largest value of each size field, so any space runs in minutes on a CPU while
+# every param is still sampled through Ray and Optuna (a relative length keeps its factor).
+SMOKE_CAPS = {
+    "segment": 128, "context": 1024, "crossfade": 32, "latent": 32, "ae_channels": 8,
+    "ae_depth": 3, "noise_dim": 8, "g_channels": 32, "g_depth": 3, "d_channels": 8,
+    "d_depth": 3, "d_context_tail": 128, "batch_size": 8, "rollout_steps": 2, "tbptt": 2,
+    "n_critic": 2, "d_warmup_steps": 4, "ae_pretrain_steps": 4,
+}  # fmt: skip
+SMOKE_SETTINGS = {
+    "max_reports": 2, "steps_per_report": 4, "grace_period": 1, "cpus_per_trial": 1.0,
+    "eval_rollouts": 4, "eval_seconds": 1.0, "top_k": 2, "rank_rollouts": 4, "rank_seeds": 1,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,19 @@ class SearchSpace:
     fixed: dict[str, Any]
     params: tuple[Param, ...]
 
+    def smoke(self) -> SearchSpace:
+        """This space at smoke size: sizes capped by SMOKE_CAPS, a few short reports."""
+        settings = dataclasses.replace(
+            self.settings, num_samples=min(self.settings.num_samples, 4), **SMOKE_SETTINGS
+        )
+        sampled = {p.name for p in self.params}
+        defaults = TrainConfig().to_dict()
+        fixed = {k: _capped(k, defaults[k]) for k in SMOKE_CAPS if k in defaults}
+        fixed = {k: v for k, v in fixed.items() if k not in sampled}
+        fixed.update({k: _capped(k, v) for k, v in self.fixed.items()})
+        params = tuple(_smoke_param(p) for p in self.params)
+        return SearchSpace(self.name, self.description, settings, fixed, params)
+
     def sample(self, trial: Any) -> dict[str, Any]:
         """Optuna define-by-run: suggest every active param; return the full TrainConfig dict."""
         values: dict[str, Any] = {**TrainConfig().to_dict(), **self.fixed}
@@ -82,9 +111,7 @@ class SearchSpace:
 
 def _suggest(trial: Any, p: Param, values: dict[str, Any]) -> Any:
     if p.times is not None:
-        factor = trial.suggest_int(
-            f"{FACTOR_PREFIX}{p.name}_per_{p.times}", int(p.low), int(p.high)
-        )
+        factor = trial.suggest_int(factor_name(p), int(p.low), int(p.high))
         return factor * int(values[p.times])
     if p.kind == "choice":
         return trial.suggest_categorical(p.name, list(p.options))
@@ -93,16 +120,47 @@ def _suggest(trial: Any, p: Param, values: dict[str, Any]) -> Any:
     return trial.suggest_float(p.name, p.low, p.high, log=p.kind == "loguniform")
 
 
+def _capped(key: str, value: Any) -> Any:
+    cap = SMOKE_CAPS.get(key)
+    return value if cap is None or isinstance(value, (bool, str)) else min(value, cap)
+
+
+def _smoke_param(p: Param) -> Param:
+    """`p` with its range inside SMOKE_CAPS (a factor of a relative length stays as it is)."""
+    cap = SMOKE_CAPS.get(p.name)
+    if cap is None or p.times is not None:
+        return p
+    if p.kind == "choice":
+        small = tuple(o for o in p.options if _capped(p.name, o) == o)
+        return dataclasses.replace(p, options=small or (min(p.options),))
+    return dataclasses.replace(p, low=min(p.low, cap), high=min(p.high, cap))
+
+
+def factor_name(p: Param) -> str:
+    """The Optuna name of a `times:` param's sampled factor, e.g. `context_per_segment`."""
+    return f"{p.name}_per_{p.times}"
+
+
+def is_factor_name(key: str) -> bool:
+    """Whether `key` names a sampled factor (`FIELD_per_FIELD`) rather than a config field."""
+    name, sep, base = key.partition("_per_")
+    return bool(sep) and name in CONFIG_FIELDS and base in CONFIG_FIELDS
+
+
 def config_from_trial_params(config: dict[str, Any]) -> TrainConfig:
     """The TrainConfig inside a Tune trial config (dropping the sampled factors)."""
-    return TrainConfig.from_dict(
-        {k: v for k, v in config.items() if not k.startswith(FACTOR_PREFIX)}
-    )
+    return TrainConfig.from_dict({k: v for k, v in config.items() if not is_factor_name(k)})
+
+
+def builtin_spaces() -> dict[str, Path]:
+    """Built-in space names -> their files inside the installed package."""
+    folder = Path(str(importlib.resources.files("samplegan_tune") / "search_spaces"))
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
 
 
 def list_spaces() -> dict[str, str]:
     """Built-in space names -> their one-line descriptions."""
-    return {path.stem: load_space(path).description for path in sorted(SPACES_DIR.glob("*.yaml"))}
+    return {name: load_space(path).description for name, path in builtin_spaces().items()}
 
 
 def resolve_space(name_or_file: str) -> Path:
@@ -112,11 +170,13 @@ def resolve_space(name_or_file: str) -> Path:
         if not path.is_file():
             raise UserInputError(f"{path}: search space file not found")
         return path
-    builtin = SPACES_DIR / f"{name_or_file}.yaml"
-    if not builtin.is_file():
-        names = ", ".join(p.stem for p in sorted(SPACES_DIR.glob("*.yaml")))
-        raise UserInputError(f"unknown search space {name_or_file!r}; valid: {names}")
-    return builtin
+    builtin = builtin_spaces()
+    if name_or_file not in builtin:
+        names = ", ".join(builtin)
+        raise UserInputError(
+            f"unknown search space {name_or_file!r}; built-in: {names}, or a FILE.yaml"
+        )
+    return builtin[name_or_file]
 
 
 def load_space(name_or_file: str | Path) -> SearchSpace:

@@ -8,7 +8,8 @@ import yaml
 
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.space import (
-    FACTOR_PREFIX,
+    SMOKE_CAPS,
+    builtin_spaces,
     config_from_trial_params,
     list_spaces,
     load_space,
@@ -47,12 +48,12 @@ def test_builtin_spaces_validate_and_sample_valid_configs() -> None:
 def test_conditional_and_relative_params() -> None:
     space = parse_space("t", GOOD)
     plain = optuna.trial.FixedTrial(
-        {"adv_loss": "hinge", f"{FACTOR_PREFIX}context_per_segment": 4, "lr_g": 1e-3}
+        {"adv_loss": "hinge", "context_per_segment": 4, "lr_g": 1e-3}
     )
     values = space.sample(plain)
     assert values["context"] == 512 and values["lambda_gp"] == 10.0  # the default: not sampled
     gp = optuna.trial.FixedTrial(
-        {"adv_loss": "wgan-gp", "lambda_gp": 3.0, f"{FACTOR_PREFIX}context_per_segment": 2,
+        {"adv_loss": "wgan-gp", "lambda_gp": 3.0, "context_per_segment": 2,
          "lr_g": 1e-3}
     )  # fmt: skip
     cfg = config_from_trial_params(space.sample(gp))
@@ -92,3 +93,39 @@ def test_condition_on_a_later_param_is_refused() -> None:
 def test_unknown_space_name_lists_the_valid_ones() -> None:
     with pytest.raises(UserInputError, match="smoke"):
         load_space("nope")
+
+
+def test_every_param_form_survives_rays_config_shape() -> None:
+    """What OptunaSearch hands a trial: the captured params plus the returned dict, passed
+    through Ray's unflatten_dict (which nests any key holding a '/')."""
+    from ray.tune.utils.util import unflatten_dict
+
+    space = parse_space("t", GOOD)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(10):
+        trial = study.ask()
+        values = space.sample(trial)
+        config = unflatten_dict({**trial.params, **values})
+        cfg = config_from_trial_params(config)
+        assert cfg.context == trial.params["context_per_segment"] * cfg.segment
+        assert set(trial.params) <= {"adv_loss", "lambda_gp", "context_per_segment", "lr_g"}
+
+
+def test_builtin_spaces_ship_inside_the_package() -> None:
+    import samplegan_tune
+
+    package = Path(samplegan_tune.__file__).parent
+    for name, path in builtin_spaces().items():
+        assert path.parent == package / "search_spaces" and load_space(name).params
+
+
+def test_smoke_caps_sizes_and_keeps_every_param() -> None:
+    for name in ("smoke", "narrow", "wide"):
+        full, small = load_space(name), load_space(name).smoke()
+        assert [p.name for p in small.params] == [p.name for p in full.params]
+        assert small.settings.max_reports <= 2 and small.settings.steps_per_report <= 8
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(20):
+            cfg = config_from_trial_params(small.sample(study.ask()))
+            assert all(getattr(cfg, k) <= cap for k, cap in SMOKE_CAPS.items() if k != "context")
+            assert cfg.context <= 16 * SMOKE_CAPS["segment"]
