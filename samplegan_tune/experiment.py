@@ -15,7 +15,7 @@ import optuna
 import yaml
 
 from samplegan_tune.config import TrainConfig
-from samplegan_tune.data import default_cache_dir
+from samplegan_tune.data import default_cache_dir, split_corpus
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.metrics import reference_for
 from samplegan_tune.space import SearchSettings, SearchSpace, parse_space
@@ -89,14 +89,37 @@ class Experiment:
 
 
 def prepare_trial_data(exp: Experiment) -> TrialData:
-    """Decode (or load from cache) the corpus once and the real-side metric statistics."""
-    cfg = exp.base_config
+    """Decode (or load from cache) the corpus once and the real-side metric statistics.
+
+    The held-out audio is split in two (by file, or by time for one file): the search part
+    primes every report's rollouts, the final part the re-ranking, so the checkpoint a search
+    picked is never judged again on the primers that picked it.
+    """
+    cfg, settings = exp.base_config, exp.settings
     train, heldout = prepare_data(exp.data, cfg, exp.cache_dir)
-    clips = reference_clips(heldout, exp.settings, cfg.sample_rate)
     cache = Path(exp.cache_dir) if exp.cache_dir else default_cache_dir()
-    reference = reference_for(clips, cfg.sample_rate, cache, key="+".join(exp.data))
+    key = "+".join(exp.data)
+    try:
+        search_part, final = split_corpus(heldout, 0.5, min_samples=_ranking_window(exp))
+    except UserInputError:  # too little held out to split: the ranking reuses the primers
+        search_part, final = heldout, None
+    clips = reference_clips(search_part, settings, cfg.sample_rate)
+    reference = reference_for(clips, cfg.sample_rate, cache, key=f"{key}:search")
+    final_reference = None
+    if final is not None:
+        clips = reference_clips(final, settings, cfg.sample_rate, settings.rank_seconds)
+        final_reference = reference_for(clips, cfg.sample_rate, cache, key=f"{key}:final")
+    split = "search/final halves" if final is not None else "too short to split"
     description = (
         f"{', '.join(exp.data)}: {train.seconds:.0f} s training, {heldout.seconds:.0f} s "
-        f"held out, {cfg.sample_rate} Hz"
+        f"held out ({split}), {cfg.sample_rate} Hz"
     )
-    return TrialData(train, heldout, reference, description)
+    return TrialData(train, search_part, reference, description, final, final_reference)
+
+
+def _ranking_window(exp: Experiment) -> int:
+    """Samples each held-out part needs: a primer as long as any space's context (4 s, or the
+    base config's window), then a real continuation of the search's rollout length."""
+    cfg = exp.base_config
+    longest = max(cfg.window, 4 * cfg.sample_rate)
+    return longest + round(exp.settings.eval_seconds * cfg.sample_rate)

@@ -15,15 +15,16 @@ from typing import Any
 from ray import tune
 
 from samplegan_tune.checkpoint import load_checkpoint, model_from_state
-from samplegan_tune.collapse import REASON_METRIC
+from samplegan_tune.collapse import REASON_METRIC, rollout_reasons
 from samplegan_tune.experiment import Experiment
-from samplegan_tune.metrics import SCORE
+from samplegan_tune.metrics import NOISE_SPREAD, SCORE
 from samplegan_tune.models import ContinuationModel
 from samplegan_tune.trainable import CHECKPOINT_FILE
-from samplegan_tune.trial import TrialData, score_model
+from samplegan_tune.trial import COLLAPSED_SCORE, TrialData, score_model
 
 LEADERBOARD = "leaderboard"  # .csv, .md, .json in the experiment folder
 RANKED = "ranked"  # ranked/<rank>/trial.pt: local copies of the ranked checkpoints
+SURVIVED = ("completed", "stopped_early", "stopped_by_budget")
 
 
 @dataclass
@@ -62,13 +63,15 @@ def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSum
         frame = frames.get(trial.trial_id)
         curve = []
         if frame is not None and SCORE in frame and REASON_METRIC in frame:
-            healthy = frame[frame[REASON_METRIC].fillna("") == ""]
+            ok = (frame[REASON_METRIC].fillna("") == "") & (frame[SCORE] < COLLAPSED_SCORE)
+            healthy = frame[ok]
             curve = [(int(i), float(s)) for i, s in zip(healthy["training_iteration"],
                                                         healthy[SCORE], strict=True)]  # fmt: skip
         outcome = last.get(REASON_METRIC) or ("error" if trial.status == "ERROR" else "")
         if not outcome:
             full = last.get("reports", 0) >= exp.settings.max_reports
-            outcome = "completed" if full else "stopped_early"
+            cut = exp.time_budget and trial.status != "TERMINATED"  # the budget ran out
+            outcome = "completed" if full else "stopped_by_budget" if cut else "stopped_early"
         summaries.append(TrialSummary(
             trial.trial_id, outcome, min((s for _, s in curve), default=math.inf),
             int(last.get("step", 0)), float(last.get("time_total_s", 0.0)), curve,
@@ -77,38 +80,49 @@ def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSum
 
 
 def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> list[Entry]:
-    """Re-evaluate the best `top_k` survivors and write the leaderboard files."""
+    """Re-evaluate the best `top_k` survivors and write the leaderboard files.
+
+    Each candidate's best checkpoint rolls out `rank_seconds`-long continuations of the final
+    held-out part (primers the search never saw); a candidate that any collapse detector
+    flags there is left off the leaderboard (and listed in its .md).
+    """
     analysis, summaries = load_trials(exp)
     survivors = sorted(
-        (s for s in summaries if s.outcome in ("completed", "stopped_early")
-         and math.isfinite(s.best_score)),
+        (s for s in summaries if s.outcome in SURVIVED and s.best_score < COLLAPSED_SCORE),
         key=lambda s: s.best_score,
     )[: top_k or exp.settings.top_k]  # fmt: skip
     by_id = {t.trial_id: t for t in analysis.trials}
-    entries = [_re_evaluate(exp, data, by_id[s.trial_id], s) for s in survivors]
-    entries.sort(key=lambda e: e.final_score)
+    judged = [_re_evaluate(exp, data, by_id[s.trial_id], s) for s in survivors]
+    entries = sorted((e for e, flags in judged if not flags), key=lambda e: e.final_score)
+    rejected = {e.trial_id: flags for e, flags in judged if flags}
     shutil.rmtree(exp.folder / RANKED, ignore_errors=True)
     for rank_number, entry in enumerate(entries, start=1):
         entry.rank = rank_number
         entry.checkpoint = _keep_checkpoint(exp, entry)
-    write_leaderboard(exp.folder, entries)
+    write_leaderboard(exp.folder, entries, rejected)
     return entries
 
 
-def _re_evaluate(exp: Experiment, data: TrialData, trial: Any, summary: TrialSummary) -> Entry:
+def _re_evaluate(
+    exp: Experiment, data: TrialData, trial: Any, summary: TrialSummary
+) -> tuple[Entry, list[str]]:
+    """The candidate's entry and the collapse reasons its long rollouts show (if any)."""
     checkpoint = exp_best_checkpoint(trial)
     with checkpoint.as_directory() as folder:
         state = load_checkpoint(Path(folder) / CHECKPOINT_FILE)
     model = model_from_state(state)
     settings = exp.settings
-    scores, metrics = [], {}
+    heldout, reference = data.ranking_part
+    scores, metrics, flags = [], {}, []
     for seed in range(settings.rank_seeds):
-        values, _, _ = score_model(
-            model, data.heldout, data.reference, settings.rank_rollouts, settings.eval_seconds, seed
+        values, _, clips = score_model(
+            model, heldout, reference, settings.rank_rollouts, settings.rank_seconds, seed
         )
         score = values.get(SCORE)
         scores.append(score if score is not None else math.inf)
         metrics = values if seed == 0 else metrics
+        fired = rollout_reasons(clips, reference, noise_spread=values.get(NOISE_SPREAD))
+        flags += [f for f in fired if f not in flags]
     searched = [p.name for p in exp.space.params]
     params = {k: trial.config[k] for k in searched if k in trial.config}
     return Entry(
@@ -116,11 +130,15 @@ def _re_evaluate(exp: Experiment, data: TrialData, trial: Any, summary: TrialSum
         score_spread=statistics.pstdev(scores) if len(scores) > 1 else 0.0,
         search_score=summary.best_score, step=int(state["step"]),
         checkpoint=str(checkpoint.path), params=params, metrics=metrics,
-    )  # fmt: skip
+    ), flags  # fmt: skip
 
 
 def exp_best_checkpoint(trial: Any) -> tune.Checkpoint:
-    """The trial's kept checkpoint with the best (lowest) quality score."""
+    """The trial's kept checkpoint with the best (lowest) quality score.
+
+    Flagged or collapsed reports score COLLAPSED_SCORE, so a checkpoint that any detector
+    flagged is only ever picked when nothing else is left (and the caller then skips it).
+    """
     results = trial.run_metadata.checkpoint_manager.best_checkpoint_results
     healthy = [r for r in results if not r.metrics.get(REASON_METRIC)]
     best = min(healthy or results, key=lambda r: r.metrics.get(SCORE, math.inf))
@@ -135,7 +153,9 @@ def _keep_checkpoint(exp: Experiment, entry: Entry) -> str:
     return str(target.relative_to(exp.folder))
 
 
-def write_leaderboard(folder: Path, entries: list[Entry]) -> None:
+def write_leaderboard(
+    folder: Path, entries: list[Entry], rejected: dict[str, list[str]] | None = None
+) -> None:
     rows = [_row(e) for e in entries]
     (folder / f"{LEADERBOARD}.json").write_text(json.dumps([asdict(e) for e in entries], indent=2))
     columns = list(rows[0]) if rows else ["rank", "trial", "final score"]
@@ -146,7 +166,11 @@ def write_leaderboard(folder: Path, entries: list[Entry]) -> None:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
     title = "# Leaderboard (quality/score, lower is better)\n\n"
-    (folder / f"{LEADERBOARD}.md").write_text(title + "\n".join(lines) + "\n")
+    notes = [f"- trial {t}: left off, its long rollouts show {', '.join(r)}"
+             for t, r in (rejected or {}).items()]  # fmt: skip
+    if notes:
+        notes.insert(0, "\nCandidates that collapse when they play for longer:\n")
+    (folder / f"{LEADERBOARD}.md").write_text(title + "\n".join(lines + notes) + "\n")
 
 
 def _row(e: Entry) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from samplegan_tune.collapse import REASON_METRIC
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.metrics import SCORE
 from samplegan_tune.trainable import train_trial
-from samplegan_tune.trial import REPORTS, TrialData
+from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, TrialData
 
 OUTCOME_ATTR = "outcome"  # Optuna user attribute: "completed", a collapse reason, ...
 STOPPED_EARLY = "stopped_early"  # ASHA cut the trial at a rung
@@ -55,9 +55,12 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, max_reports: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._max_reports = max_reports
+        self._best: dict[str, float] = {}  # saved with the searcher's state (its __dict__)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if math.isfinite(result.get(SCORE, math.nan)):
+        score = result.get(SCORE, math.nan)
+        if math.isfinite(score) and score < COLLAPSED_SCORE:
+            self._best[trial_id] = min(score, self._best.get(trial_id, math.inf))
             with contextlib.suppress(ALREADY_TOLD):
                 super().on_trial_result(trial_id, result)
 
@@ -66,7 +69,8 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
     ) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        state, value, outcome = trial_outcome(result or {}, error, self._max_reports)
+        best = self._best.get(trial_id)
+        state, value, outcome = trial_outcome(result or {}, error, self._max_reports, best)
         ot_trial = self._ot_trials[trial_id]
         with contextlib.suppress(ALREADY_TOLD):
             ot_trial.set_user_attr(OUTCOME_ATTR, outcome)
@@ -75,14 +79,18 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
 
 
 def trial_outcome(
-    result: dict, error: bool, max_reports: int
+    result: dict, error: bool, max_reports: int, best: float | None = None
 ) -> tuple[TrialState, float | None, str]:
-    """(Optuna state, value to tell, outcome name) for a finished Tune trial's last result."""
+    """(Optuna state, value to tell, outcome name) for a finished Tune trial's last result.
+
+    A completed trial's value is its best healthy report's score (`best`), the quantity the
+    ranking picks its checkpoint and its candidates by; the last report's when not given.
+    """
     reason = result.get(REASON_METRIC) or ""
-    value = result.get(SCORE)
+    value = result.get(SCORE) if best is None else best
     if error:
         return TrialState.FAIL, None, reason or ERRORED
-    if reason or value is None or not math.isfinite(value):
+    if reason or value is None or not math.isfinite(value) or value >= COLLAPSED_SCORE:
         return TrialState.PRUNED, None, reason or "no_score"
     if result.get(REPORTS, 0) < max_reports:
         return TrialState.PRUNED, None, STOPPED_EARLY

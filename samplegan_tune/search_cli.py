@@ -176,12 +176,11 @@ def _search_and_rank(exp: Experiment, data: TrialData, resume: bool) -> int:
 
     print(f"TensorBoard: tensorboard --logdir {exp.tune_path}  (every trial's curves)",
           flush=True)  # fmt: skip
-    if not resume or _unfinished(exp) > 0:
-        if search.run(exp, data, resume=resume):
-            finished = exp.num_samples - _unfinished(exp)
-            print(f"interrupted: {finished} of {exp.num_samples} trials finished; go on with:"
-                  f" samplegan-tune resume {exp.folder}", flush=True)  # fmt: skip
-            return 130
+    if (not resume or _unfinished(exp) > 0) and search.run(exp, data, resume=resume):
+        finished = exp.num_samples - _unfinished(exp)
+        print(f"interrupted: {finished} of {exp.num_samples} trials finished; go on with:"
+              f" samplegan-tune resume {exp.folder}", flush=True)  # fmt: skip
+        return 130
     _rank_and_report(exp, data, None)
     return 0
 
@@ -266,7 +265,8 @@ def fit_local_resources(settings: SearchSettings, explicit: tuple[str, ...]) -> 
             )
         changes[key] = fix
         print(f"resources: the space asks {asked:g} {kind} per trial, this machine has "
-              f"{available:g}: using {flag} {fix:g} (on a cluster, pass --address)", flush=True)  # fmt: skip
+              f"{available:g}: using {flag} {fix:g} (on a cluster, pass --address)",
+              flush=True)  # fmt: skip
     return dataclasses.replace(settings, **changes)
 
 

@@ -46,6 +46,7 @@ SMOKE_CAPS = {
 SMOKE_SETTINGS = {
     "max_reports": 2, "steps_per_report": 4, "grace_period": 1, "cpus_per_trial": 1.0,
     "eval_rollouts": 4, "eval_seconds": 1.0, "top_k": 2, "rank_rollouts": 4, "rank_seeds": 1,
+    "rank_seconds": 2.0,
 }  # fmt: skip
 
 
@@ -66,6 +67,7 @@ class SearchSettings:
     top_k: int = 3  # survivors re-evaluated for the leaderboard
     rank_rollouts: int = 16  # rollouts per seed when re-evaluating
     rank_seeds: int = 2
+    rank_seconds: float = 8.0  # length of each re-ranking rollout: what a user listens to
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -33,3 +40,20 @@ def tiny() -> TrainConfig:
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a CLI subprocess: a private corpus cache and Ray temp folder."""
+    # Ray's socket paths must stay short: its temp folder goes under /tmp, not tmp_path.
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    yield {**os.environ, "SAMPLEGAN_CACHE": str(tmp_path / "cache"), "RAY_TMPDIR": ray_tmp}
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def cli(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `samplegan-tune ARGS` as a user would, in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "samplegan_tune.cli", *args],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )  # fmt: skip

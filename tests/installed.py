@@ -42,4 +42,8 @@ def fresh_env(folder: Path) -> Path:
     ).stdout.strip()  # fmt: skip
     deps = dependency_links(folder / "deps")
     (Path(purelib) / "samplegan-test-deps.pth").write_text(f"{deps}\n")
+    # Ray's command, as a node image that has Ray installed provides it.
+    ray = folder / "bin" / "ray"
+    ray.write_text(f"#!{python}\nfrom ray.scripts.scripts import main\nmain()\n")
+    ray.chmod(0o755)
     return folder / "bin"

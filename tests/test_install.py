@@ -38,7 +38,8 @@ def build_wheel(tmp_path: Path) -> Path:
 def test_installed_wheel_searches_exports_and_generates(tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path)
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    assert {f"samplegan_tune/search_spaces/{n}.yaml" for n in ("smoke", "narrow", "wide")} <= shipped
+    spaces = {f"samplegan_tune/search_spaces/{n}.yaml" for n in ("smoke", "narrow", "wide")}
+    assert spaces <= shipped
     env_bin = fresh_env(tmp_path / "env")
     install = subprocess.run([str(env_bin / "pip"), "install", "-q", str(wheel)],
                              capture_output=True, text=True)  # fmt: skip
@@ -57,8 +58,12 @@ def test_installed_wheel_searches_exports_and_generates(tmp_path: Path) -> None:
         return done
 
     try:
-        where = run(str(env_bin / "python"), "-c", "import samplegan_tune.space as s; "
-                    "print(s.__file__); print(*s.builtin_spaces().values(), sep='\\n')").stdout
+        where = run(
+            str(env_bin / "python"),
+            "-c",
+            "import samplegan_tune.space as s; "
+            "print(s.__file__); print(*s.builtin_spaces().values(), sep='\\n')",
+        ).stdout
         assert all(line.startswith(str(tmp_path / "env")) for line in where.split()), where
         assert "wide" in run(str(env_bin / "samplegan-tune"), "spaces").stdout
         searched = run(str(env_bin / "samplegan-tune"), "search", "--space", "narrow", "--smoke",

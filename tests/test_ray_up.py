@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,9 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.installed import fresh_env
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # this project's environment, "installed" on both nodes
 HEAD, WORKER = "127.0.0.2", "127.0.0.3"
 TOOLS = ["unshare", "nsenter", "ip", "ssh", "ssh-keygen", "rsync"]
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -109,13 +109,30 @@ PidFile none
     server.wait()
 
 
-def loopback_config(tmp_path: Path, key: Path, ray_tmp: str) -> Path:
+def node_setup(config: dict, bin_dir: Path) -> list[str]:
+    """The YAML's own setup commands, with the project's repository URL rewritten to this
+    checkout (its committed `main`, or HEAD) and `pip` to the nodes' fresh environment."""
+    ref = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                         text=True, check=True).stdout.strip()  # fmt: skip
+    commands = []
+    for command in config["setup_commands"]:
+        if "pip install" not in command:
+            continue  # the storage line: the test passes --storage itself
+        assert "git+https://github.com/YOUR-ORG/samplegan-tune@${SAMPLEGAN_REF:-main}" in command
+        command = command.replace("https://github.com/YOUR-ORG/samplegan-tune", f"file://{ROOT}")
+        commands.append(f"SAMPLEGAN_REF={ref} {command.replace('pip ', f'{bin_dir}/pip ', 1)}")
+    assert commands, "the YAML installs the project in setup_commands"
+    return commands
+
+
+def loopback_config(tmp_path: Path, key: Path, ray_tmp: str, bin_dir: Path) -> Path:
     """cluster/onprem.yaml with this machine's loopback addresses for head and worker.
 
     Changed from the shipped file, and why: addresses, SSH user and key; the token goes to a
-    test path (not over this machine's ~/.ray/auth_token); setup checks the project already
-    installed here (no network); `ray stop` lines dropped (they would stop every Ray on this
-    machine); `ray` and `samplegan-tune` by absolute path, with Ray's temp folder set.
+    test path (not over this machine's ~/.ray/auth_token); the project is installed by the
+    YAML's own pip command from this checkout into a fresh environment (`node_setup`); `ray
+    stop` lines dropped (they would stop every Ray on this machine); `ray` and
+    `samplegan-tune` by absolute path, with Ray's temp folder set.
     """
     config = yaml.safe_load((ROOT / "cluster" / "onprem.yaml").read_text())
     token = tmp_path / "token"
@@ -125,7 +142,7 @@ def loopback_config(tmp_path: Path, key: Path, ray_tmp: str) -> Path:
 
     def starts(key: str, extra: str) -> list[str]:
         commands = [c for c in config[key] if "ray start" in c]
-        return [c.replace("ray start", f"{ray_env} {BIN}/ray start") + extra for c in commands]
+        return [c.replace("ray start", f"{ray_env} {bin_dir}/ray start") + extra for c in commands]
 
     config.update(
         cluster_name=f"samplegan-test-{os.getpid()}",
@@ -134,7 +151,7 @@ def loopback_config(tmp_path: Path, key: Path, ray_tmp: str) -> Path:
         min_workers=1,
         max_workers=1,
         file_mounts={str(node_token): str(token)},
-        setup_commands=[f"{BIN}/samplegan-tune spaces > /dev/null"],
+        setup_commands=[*node_setup(config, bin_dir), f"{bin_dir}/samplegan-tune spaces"],
         head_start_ray_commands=starts(
             "head_start_ray_commands", f" --node-ip-address={HEAD} --include-dashboard=false"
         ),
@@ -151,22 +168,23 @@ def test_ray_up_onprem_runs_a_search_on_the_worker(namespace, sshd, tmp_path: Pa
     ray_tmp = tempfile.mkdtemp(prefix="rayup", dir="/tmp")  # the nodes'; socket paths short
     # The launcher keeps its own state, as on a laptop: the head's autoscaler has its own.
     env = {**os.environ, "RAY_TMPDIR": str(tmp_path / "launcher")}
-    cluster = loopback_config(tmp_path, sshd, ray_tmp)
+    bin_dir = fresh_env(tmp_path / "node-env")  # what the nodes run: installed by setup
+    cluster = loopback_config(tmp_path, sshd, ray_tmp, bin_dir)
     bootstrap_before = {path for path in BOOTSTRAP_FILES if path.exists()}
     try:
-        up = namespace.run(str(BIN / "ray"), "up", "-y", str(cluster), env=env, timeout=300)
+        up = namespace.run(str(bin_dir / "ray"), "up", "-y", str(cluster), env=env, timeout=300)
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         node_token = tmp_path / "node" / "auth_token"
         search = (
             f"cd {tmp_path} && RAY_AUTH_TOKEN_PATH={node_token} RAY_TMPDIR={ray_tmp} "
-            f"SAMPLEGAN_CACHE={tmp_path / 'cache'} {BIN}/samplegan-tune search --space smoke "
+            f"SAMPLEGAN_CACHE={tmp_path / 'cache'} {bin_dir}/samplegan-tune search --space smoke "
             f"--address auto --gpus-per-trial 0.5 --storage {tmp_path / 'results'} --name up"
         )
-        done = namespace.run(str(BIN / "ray"), "exec", str(cluster), search, env=env,
+        done = namespace.run(str(bin_dir / "ray"), "exec", str(cluster), search, env=env,
                              timeout=600)  # fmt: skip
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
         assert "[search] 4/4 done" in done.stdout
-        down = namespace.run(str(BIN / "ray"), "down", "-y", str(cluster), env=env, timeout=120)
+        down = namespace.run(str(bin_dir / "ray"), "down", "-y", str(cluster), env=env, timeout=120)
         assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
     finally:
         _stop_ray_started_under(ray_tmp)

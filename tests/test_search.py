@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,24 +18,10 @@ import soundfile as sf
 
 from samplegan_tune.collapse import ROLLOUT_REASONS, TRAINING_REASONS
 from samplegan_tune.experiment import Experiment
+from tests.conftest import cli
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    # Ray's socket paths must stay short: its temp folder goes under /tmp, not tmp_path.
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    yield {**os.environ, "SAMPLEGAN_CACHE": str(tmp_path / "cache"), "RAY_TMPDIR": ray_tmp}
-    shutil.rmtree(ray_tmp, ignore_errors=True)
-
-
-def cli(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "samplegan_tune.cli", *args],
-        capture_output=True, text=True, env=env, timeout=timeout,
-    )  # fmt: skip
 
 
 def study(folder: Path) -> optuna.Study:

@@ -47,9 +47,7 @@ def test_builtin_spaces_validate_and_sample_valid_configs() -> None:
 
 def test_conditional_and_relative_params() -> None:
     space = parse_space("t", GOOD)
-    plain = optuna.trial.FixedTrial(
-        {"adv_loss": "hinge", "context_per_segment": 4, "lr_g": 1e-3}
-    )
+    plain = optuna.trial.FixedTrial({"adv_loss": "hinge", "context_per_segment": 4, "lr_g": 1e-3})
     values = space.sample(plain)
     assert values["context"] == 512 and values["lambda_gp"] == 10.0  # the default: not sampled
     gp = optuna.trial.FixedTrial(

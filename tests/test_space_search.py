@@ -1,0 +1,104 @@
+"""Every packaged space, and a user's space with every parameter form, searched for real
+(local Ray on 127.0.0.1, Optuna) at smoke size on a machine without a GPU; Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from samplegan_tune.experiment import Experiment
+from samplegan_tune.space import builtin_spaces
+from tests.conftest import cli
+
+pytestmark = pytest.mark.slow
+EVERY_FORM = {
+    "description": "every parameter form",
+    "settings": {"num_samples": 2, "gpus_per_trial": 0.5},  # asks a GPU this machine lacks
+    "fixed": {"d_kind": "single"},
+    "params": {
+        "segment": {"int_log": [64, 128]},
+        "context": {"times": "segment", "int": [2, 4]},
+        "crossfade": {"choice": [0, 16]},
+        "g_depth": {"int": [2, 3]},
+        "lr_g": {"loguniform": [1e-4, 1e-3]},
+        "lambda_fm": {"uniform": [0.0, 2.0]},
+        "adv_loss": {"choice": ["hinge", "wgan-gp"]},
+        "lambda_gp": {"uniform": [1.0, 10.0], "when": {"adv_loss": "wgan-gp"}},
+    },
+}
+
+
+def assert_every_trial_trained(exp: Path, expected: int) -> None:
+    """Each trial trained and its reports carry finite quality metrics; none was refused."""
+    results = sorted(exp.glob("trial_*/result.json"))
+    assert len(results) == expected
+    for path in results:
+        reports = [json.loads(line) for line in path.read_text().splitlines()]
+        assert reports and reports[-1]["step"] > 0, path
+        assert all(r["collapse/reason"] not in ("invalid_config", "out_of_memory") for r in reports)
+        quality = [v for r in reports for k, v in r.items() if k.startswith("quality/")]
+        assert quality and all(math.isfinite(v) for v in quality), path
+    trials = Experiment.load(exp).study().trials
+    assert len(trials) == expected
+    assert all(t.user_attrs.get("outcome") not in ("invalid_config", "error") for t in trials)
+
+
+@pytest.mark.parametrize("space", sorted(builtin_spaces()))
+def test_every_packaged_space_trains(env, tmp_path: Path, space: str) -> None:
+    result = cli(env, "search", "--space", space, "--smoke", "--num-samples", "2",
+                 "--num-cpus", "2", "--storage", str(tmp_path), "--name", space)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "[search] 2/2 done" in result.stdout
+    assert_every_trial_trained(tmp_path / space, 2)
+    assert f"tensorboard --logdir {tmp_path / space}" in result.stdout
+    assert list((tmp_path / space).glob("trial_*/events.out.tfevents.*")), "event files"
+    assert "Tuner.restore" not in result.stdout + result.stderr
+
+
+def test_user_space_with_every_form_never_waits_for_a_missing_gpu(env, tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(EVERY_FORM))
+    started = time.monotonic()
+    result = cli(env, "search", "--space", str(path), "--smoke", "--num-cpus", "2",
+                 "--storage", str(tmp_path), "--name", "mine", timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "--gpus-per-trial 0" in result.stdout and time.monotonic() - started < 600
+    assert_every_trial_trained(tmp_path / "mine", 2)
+    names = {name for t in Experiment.load(tmp_path / "mine").study().trials for name in t.params}
+    assert {"context_per_segment", "segment"} <= names and not any("/" in n for n in names)
+
+    asked = cli(env, "search", "--space", "smoke", "--gpus-per-trial", "1", "--num-cpus", "2",
+                "--storage", str(tmp_path), "--name", "gpu")  # fmt: skip
+    assert asked.returncode == 2 and "--gpus-per-trial 0" in asked.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "gpu").exists()
+
+
+def test_ctrl_c_says_how_to_resume(env, tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "samplegan_tune.cli", "search", "--space", "smoke",
+            "--num-samples", "4", "--max-concurrent", "1", "--num-cpus", "2",
+            "--storage", str(tmp_path), "--name", "cut"]  # fmt: skip
+    driver = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)  # fmt: skip
+    exp = tmp_path / "cut"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(exp.glob("trial_*/checkpoint_*")):
+        time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    output, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 130, output[-3000:]
+    assert f"samplegan-tune resume {exp}" in output and "Tuner.restore" not in output
+    assert "collapsed or failed" not in output
+    resumed = cli(env, "resume", str(exp), "--num-cpus", "2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = Experiment.load(exp).study().trials
+    assert len(trials) == 4 and all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
