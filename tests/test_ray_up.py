@@ -119,7 +119,9 @@ def node_setup(config: dict, bin_dir: Path) -> list[str]:
         if "pip install" not in command:
             continue  # the storage line: the test passes --storage itself
         assert "git+https://github.com/YOUR-ORG/samplegan-tune@${SAMPLEGAN_REF:-main}" in command
-        command = command.replace("https://github.com/YOUR-ORG/samplegan-tune", f"file://{ROOT}")
+        command = command.replace(
+            "https://github.com/YOUR-ORG/samplegan-tune", f"file://localhost{ROOT}"
+        )
         commands.append(f"SAMPLEGAN_REF={ref} {command.replace('pip ', f'{bin_dir}/pip ', 1)}")
     assert commands, "the YAML installs the project in setup_commands"
     return commands
