@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # torch is imported lazily so that --help and input errors an
     import torch
 
 DEFAULT_TRAIN_OUT = Path("results") / "train"
+PRIMER_SECONDS = 1.0  # the primer a continuation follows (the model reads its last C samples)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +32,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(commands.add_parser("generate", help="make a WAV from a trained model"))
     add_search_commands(commands)
     add_evaluate_arguments(commands.add_parser("evaluate", help="quality metrics of audio"))
+    _show_defaults(parser)
     return parser
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to an option's help when it has a default worth naming."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        unnamed = default is None or default is False or default == [] or "%(default)" in text
+        if unnamed or default == argparse.SUPPRESS:
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        return f"{text} (default: {shown})"
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand's --help shows each option's default."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.formatter_class = _DefaultsFormatter
+                _show_defaults(sub)
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
@@ -53,22 +77,31 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_TRAIN_OUT, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--force", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--checkpoint-every", type=int, default=250)
-    p.add_argument("--cache-dir", help="prepared-corpus cache (default ~/.cache/samplegan-tune)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA when present (bf16 autocast), else CPU")  # fmt: skip
+    p.add_argument("--log-every", type=int, default=25, help="steps between progress lines")
+    p.add_argument("--eval-every", type=int, default=250, help="steps between evaluations")
+    p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
+    p.add_argument("--cache-dir", help="prepared-corpus cache (none: $SAMPLEGAN_CACHE or "
+                   "~/.cache/samplegan-tune)")  # fmt: skip
 
 
 def _add_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="an exported folder, a train run folder or a checkpoint .pt")
-    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--seconds", type=float, required=True, help="length of the continuation")
     p.add_argument("--out", type=Path, required=True, help="the WAV file to write")
-    p.add_argument("--prime", help="audio file whose end seeds the context (else quiet noise)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--include-prime", action="store_true", help="put the primer before it")
+    p.add_argument("--prime", help="audio file whose audio before --offset seeds the context "
+                   "(none: quiet noise)")  # fmt: skip
+    p.add_argument("--offset", type=float, metavar="SECONDS",
+                   help="where in --prime the primer ends (none: the file's end)")  # fmt: skip
+    p.add_argument("--level-dbfs", type=float, metavar="DB",
+                   help="play the continuation as if the primer were at this RMS level "
+                   "(none: it follows the primer's)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seeds the generator's noise")
+    p.add_argument("--include-prime", action="store_true",
+                   help=f"put the primer (≤ {PRIMER_SECONDS:g} s) before it")  # fmt: skip
     p.add_argument("--force", action="store_true", help="overwrite --out")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="where to run")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,29 +172,65 @@ def run_train(args: argparse.Namespace) -> int:
 def run_generate(args: argparse.Namespace) -> int:
     import torch
 
-    from samplegan_tune.audio import load_audio, normalise_loudness, write_wav
     from samplegan_tune.artifact import load_any_model
+    from samplegan_tune.audio import write_wav
     from samplegan_tune.fileio import check_output_file
     from samplegan_tune.rollout import rollout, unprimed_context
 
     _require_positive(seconds=args.seconds)
+    if args.offset is not None and args.prime is None:
+        raise UserInputError("--offset needs --prime (the file the offset is in)")
     out = check_output_file(args.out, args.force)
     model = load_any_model(args.model, _device(args.device))
     cfg = model.cfg
     level = -20.0 if math.isnan(cfg.normalise_dbfs) else cfg.normalise_dbfs
     if args.prime:
-        prime = load_audio(args.prime, cfg.sample_rate)
-        if not math.isnan(cfg.normalise_dbfs):
-            prime = normalise_loudness(prime, cfg.normalise_dbfs)
-        context = prime[None]
+        primer = _primer(args.prime, args.offset, cfg.context, cfg.sample_rate)
+        context, gain_db = _model_level(primer, cfg.normalise_dbfs, args.level_dbfs)
     else:
-        context = unprimed_context(1, cfg.context, level, args.seed)
-    audio = rollout(model, context, round(args.seconds * cfg.sample_rate), args.seed)[0].cpu()
+        context = unprimed_context(1, cfg.context, level, args.seed)[0]
+        gain_db = 0.0 if args.level_dbfs is None else args.level_dbfs - level
+    audio = rollout(model, context[None], round(args.seconds * cfg.sample_rate), args.seed)[0]
+    audio = audio.cpu() * 10 ** (gain_db / 20)
     if args.prime and args.include_prime:
-        audio = torch.cat([prime, audio])
+        audio = torch.cat([primer, audio])
     write_wav(out, audio, cfg.sample_rate)
     print(f"wrote {out} ({audio.shape[0] / cfg.sample_rate:.2f} s at {cfg.sample_rate} Hz)")
     return 0
+
+
+def _primer(path: str, offset: float | None, context: int, rate: int) -> torch.Tensor:
+    """(T,) up to PRIMER_SECONDS of `path` before `offset` seconds (None: the file's end); at
+    least the model's `context` samples."""
+    from samplegan_tune.audio import load_audio
+
+    audio = load_audio(path, rate)
+    end = audio.shape[0] if offset is None else round(offset * rate)
+    earliest, duration = context / rate, audio.shape[0] / rate
+    if not context <= end <= audio.shape[0]:
+        where = f"--offset {offset:g}" if offset is not None else f"{path} ({duration:.2f} s)"
+        raise UserInputError(
+            f"{where}: the model reads {earliest:.3f} s of primer before the offset; allowed "
+            f"offsets in {path}: {earliest:.3f} ... {duration:.2f} s"
+        )
+    return audio[max(0, end - round(PRIMER_SECONDS * rate)) : end]
+
+
+def _model_level(
+    primer: torch.Tensor, normalise_dbfs: float, level_dbfs: float | None
+) -> tuple[torch.Tensor, float]:
+    """(the primer at the model's level, the gain in dB that takes the model's output back).
+
+    The model hears the primer normalised as in training; its output is scaled back by the
+    same gain, so the continuation follows the primer's level, or, with `level_dbfs`, plays
+    as if the primer had been at that level.
+    """
+    from samplegan_tune.audio import normalise_loudness, rms_dbfs
+
+    context = primer if math.isnan(normalise_dbfs) else normalise_loudness(primer, normalise_dbfs)
+    primer_db, context_db = float(rms_dbfs(primer)), float(rms_dbfs(context))
+    target = primer_db if level_dbfs is None else level_dbfs
+    return context, target - context_db
 
 
 def _device(name: str) -> torch.device:

@@ -175,7 +175,7 @@ def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tun
     """A Tuner for a new search described by `exp`.
 
     `baseline=True` gives the comparison point of benchmarks/search_efficiency.py: random
-    sampling, every trial run to the end (no ASHA, no collapse stopper).
+    sampling, no early stopping (FIFO); a collapsed trial stops in either.
     """
     settings = exp.settings
     if baseline:
@@ -214,7 +214,7 @@ def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tun
             time_budget_s=exp.time_budget,
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),
-        run_config=run_config(exp, stop_collapsed=not baseline),
+        run_config=run_config(exp),
     )
 
 
@@ -227,11 +227,11 @@ def trainable_for(exp: Experiment, data: TrialData) -> Any:
     return tune.with_resources(fn, trial_resources(exp))
 
 
-def run_config(exp: Experiment, stop_collapsed: bool = True) -> tune.RunConfig:
+def run_config(exp: Experiment) -> tune.RunConfig:
     return tune.RunConfig(
         name=exp.name,
         storage_path=exp.tune_storage,
-        stop=CollapseStopper() if stop_collapsed else None,
+        stop=CollapseStopper(),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=3, checkpoint_score_attribute=SCORE, checkpoint_score_order="min"
         ),

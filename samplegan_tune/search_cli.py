@@ -30,20 +30,22 @@ STORAGE_ENV = "SAMPLEGAN_STORAGE"  # set by the cluster YAMLs' setup commands
 def add_search_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("search", help="Ray Tune + Optuna search over a space")
     p.add_argument("--space", required=True, help="a built-in space name or a YAML file")
-    p.add_argument("--data", nargs="+", default=["synthetic"])
-    p.add_argument("--num-samples", type=int, help="trials (default: the space's)")
+    p.add_argument("--data", nargs="+", default=["synthetic"],
+                   help="audio files/folders, or 'synthetic' (the built-in corpus)")  # fmt: skip
+    p.add_argument("--num-samples", type=int, help="trials (none: the space's)")
     p.add_argument(
         "--storage",
         default=os.environ.get(STORAGE_ENV, DEFAULT_STORAGE),
-        help=f"folder, or s3://… for clusters (default ${STORAGE_ENV} or results)",
+        help=f"folder, or s3://… for clusters (${STORAGE_ENV} when set)",
     )
-    p.add_argument("--name", help="experiment name (default: search-SPACE-TIME)")
-    p.add_argument("--address", help="Ray cluster: auto or HOST:PORT (default: local Ray)")
-    p.add_argument("--cpus-per-trial", type=float)
-    p.add_argument("--gpus-per-trial", type=float)
-    p.add_argument("--max-concurrent", type=int)
-    p.add_argument("--time-budget", type=float, metavar="SECONDS")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="experiment name (none: search-SPACE-TIME)")
+    p.add_argument("--address", help="Ray cluster: auto or HOST:PORT (none: a local Ray)")
+    p.add_argument("--cpus-per-trial", type=float, help="(none: the space's)")
+    p.add_argument("--gpus-per-trial", type=float, help="fractions share a GPU (none: the space's)")
+    p.add_argument("--max-concurrent", type=int, help="(none: the space's; 0 = no limit)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="stop the search after this long (none: no limit)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seeds Optuna's sampler")
     p.add_argument(
         "--try",
         dest="start_points",
@@ -52,8 +54,9 @@ def add_search_commands(commands: argparse._SubParsersAction) -> None:
         metavar="K=V[,K=V]",
         help="a configuration to try first; repeatable",
     )
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
-    p.add_argument("--cache-dir")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (none: all)")
+    p.add_argument("--cache-dir", help="prepared-corpus cache (none: $SAMPLEGAN_CACHE or "
+                   "~/.cache/samplegan-tune)")  # fmt: skip
     p.add_argument(
         "--smoke",
         action="store_true",
@@ -61,17 +64,17 @@ def add_search_commands(commands: argparse._SubParsersAction) -> None:
         "sampled): checks a space end to end in minutes",
     )
     p = commands.add_parser("resume", help="continue an interrupted search")
-    p.add_argument("experiment", type=Path)
-    p.add_argument("--address")
-    p.add_argument("--num-cpus", type=int)
+    p.add_argument("experiment", type=Path, help="the experiment folder, results/NAME")
+    p.add_argument("--address", help="Ray cluster (none: the search's own, or a local Ray)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (none: all)")
     p = commands.add_parser("leaderboard", help="re-rank a search's survivors")
-    p.add_argument("experiment", type=Path)
-    p.add_argument("--top-k", type=int)
+    p.add_argument("experiment", type=Path, help="the experiment folder, results/NAME")
+    p.add_argument("--top-k", type=int, help="candidates to re-evaluate (none: the space's)")
     p = commands.add_parser("export", help="write a ranked model to a standalone folder")
-    p.add_argument("experiment", type=Path)
-    p.add_argument("--rank", type=int, default=1)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--force", action="store_true")
+    p.add_argument("experiment", type=Path, help="the experiment folder, results/NAME")
+    p.add_argument("--rank", type=int, default=1, help="which leaderboard rank")
+    p.add_argument("--out", type=Path, required=True, help="the folder to write")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     commands.add_parser("spaces", help="list the built-in search spaces")
     p = commands.add_parser("cluster", help="Ray cluster configurations")
     actions = p.add_subparsers(dest="action", required=True)

@@ -109,6 +109,55 @@ def test_generate_writes_a_valid_wav_of_the_asked_length(trained, env, tmp_path)
     assert len(sf.read(primed)[0]) == 16000 + 8000
 
 
+def _song_with_fade_out(path: Path, gain: float) -> Path:
+    """6 s of a real (float) WAV file whose last 2 s fade out to silence."""
+    rate = 16000
+    t = np.arange(6 * rate) / rate
+    song = 0.3 * np.sin(2 * np.pi * 330 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    song[4 * rate :] *= np.linspace(1.0, 0.0, 2 * rate)
+    sf.write(str(path), gain * song, rate, subtype="FLOAT")
+    return path
+
+
+def _rms_db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(x**2)))
+
+
+def test_generate_primes_at_an_offset_and_follows_the_primers_level(trained, env, tmp_path):
+    loud = _song_with_fade_out(tmp_path / "loud.wav", 1.0)
+    quiet = _song_with_fade_out(tmp_path / "quiet.wav", 0.1)  # the same song, 20 dB down
+
+    def generate(prime: Path, name: str, *extra: str) -> np.ndarray:
+        out = tmp_path / f"{name}.wav"
+        result = cli(env, "generate", str(trained), "--seconds", "1", "--out", str(out),
+                     "--prime", str(prime), "--offset", "3", "--include-prime", *extra)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return sf.read(out)[0]
+
+    a, b = generate(loud, "a"), generate(quiet, "b")
+    song = sf.read(loud)[0]
+    assert np.abs(a[:16000] - song[2 * 16000 : 3 * 16000]).max() < 1e-3, "the 1 s before 3 s"
+    assert abs(_rms_db(a[16000:]) - _rms_db(b[16000:]) - 20.0) < 0.5, "level follows primer"
+    fixed_a, fixed_b = (
+        generate(loud, "fa", "--level-dbfs", "-30"),
+        generate(quiet, "fb", "--level-dbfs", "-30"),
+    )
+    assert abs(_rms_db(fixed_a[16000:]) - _rms_db(fixed_b[16000:])) < 0.5
+    assert (
+        abs(
+            _rms_db(fixed_a[16000:])
+            - _rms_db(a[16000:])
+            + _rms_db(song[2 * 16000 : 3 * 16000])
+            + 30
+        )
+        < 0.5
+    )
+    late = cli(env, "generate", str(trained), "--seconds", "1", "--out", str(tmp_path / "x.wav"),
+               "--prime", str(loud), "--offset", "7")  # fmt: skip
+    assert_user_error(late, "--offset 7", "6.00 s")
+    assert not (tmp_path / "x.wav").exists()
+
+
 def test_resume_continues_to_the_new_total(trained, env, tmp_path) -> None:
     import torch
 

@@ -102,3 +102,20 @@ def test_ctrl_c_says_how_to_resume(env, tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     trials = Experiment.load(exp).study().trials
     assert len(trials) == 4 and all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
+
+
+def test_trials_cut_by_the_time_budget_are_not_lost(env, tmp_path: Path) -> None:
+    long = yaml.safe_load(
+        (Path(__file__).parent.parent / "search_spaces" / "smoke.yaml").read_text()
+    )
+    # Far too long for the budget, and no rollout detector may stop it before: grace period.
+    long["settings"].update(num_samples=2, max_reports=200, grace_period=200, max_concurrent=1)
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(long))
+    result = cli(env, "search", "--space", str(path), "--num-cpus", "2", "--time-budget", "40",
+                 "--storage", str(tmp_path), "--name", "budget")  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    trials = Experiment.load(tmp_path / "budget").study().trials
+    outcomes = [t.user_attrs.get("outcome") for t in trials]
+    assert "lost" not in outcomes and "stopped_by_budget" in outcomes, outcomes
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
