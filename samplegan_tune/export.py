@@ -23,8 +23,9 @@ from samplegan_tune.artifact import CONFIG, FORMAT, MANIFEST, METRICS, WEIGHTS
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.fileio import check_output_dir
+from samplegan_tune.leaderboard import read_leaderboard
 from samplegan_tune.models import ContinuationModel
-from samplegan_tune.ranking import load_ranked_model, read_leaderboard
+from samplegan_tune.ranking import load_ranked_model
 
 _PACKAGES = ("samplegan-tune", "torch", "torchaudio", "ray", "optuna", "safetensors", "numpy")
 
@@ -32,7 +33,7 @@ _PACKAGES = ("samplegan-tune", "torch", "torchaudio", "ray", "optuna", "safetens
 def export(experiment: str | Path, rank: int, out: str | Path, force: bool = False) -> Path:
     """Write the model ranked `rank` in `experiment` to the folder `out`."""
     exp = Experiment.load(experiment)
-    entries = read_leaderboard(exp.folder)
+    entries = read_leaderboard(exp.folder).entries
     if not entries:
         raise UserInputError(f"{exp.folder}: no ranked survivors (run `leaderboard` first)")
     if not 1 <= rank <= len(entries):

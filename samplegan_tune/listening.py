@@ -17,8 +17,10 @@ from PIL import Image
 from samplegan_tune.audio import write_wav
 from samplegan_tune.data import WindowSampler
 from samplegan_tune.experiment import Experiment
-from samplegan_tune.ranking import Entry, TrialSummary, load_ranked_model
+from samplegan_tune.leaderboard import Entry, Leaderboard, describe_position, sig3
+from samplegan_tune.ranking import TrialSummary, load_ranked_model
 from samplegan_tune.rollout import rollout
+from samplegan_tune.scale import position
 from samplegan_tune.tblog import spectrogram_image
 from samplegan_tune.trial import PRIMER_SEED, TrialData
 
@@ -31,18 +33,23 @@ font-size:14px;text-align:left}img{max-width:100%;image-rendering:pixelated}
 
 
 def write_page(
-    exp: Experiment, data: TrialData, entries: list[Entry], summaries: list[TrialSummary]
+    exp: Experiment, data: TrialData, board: Leaderboard, summaries: list[TrialSummary]
 ) -> Path:
     """Write `listening/index.html` (+ audio/ and img/) into the experiment folder."""
     folder = exp.folder / PAGE_DIR
     (folder / "media").mkdir(parents=True, exist_ok=True)
+    entries = board.entries
     parts = [
-        f"<h1>Search {html.escape(exp.name)}</h1>",
+        f"<h1>{html.escape(exp.name)}</h1>",
         f"<p>Space <b>{html.escape(exp.space_name)}</b> — {html.escape(exp.space.description)}"
-        f"<br>Data: {html.escape(data.description)}<br>quality/score: lower is better.</p>",
+        f"<br>Data: {html.escape(data.description)}<br>quality/score: lower is better. The "
+        "final scores come from primers in the held-out audio's final part, which the search "
+        "never used.</p>",
+        "<h2>How to read a score</h2>",
+        _scale_table(board),
         "<h2>Top trials</h2>",
         _reference_block(folder, data),
-        *[_trial_block(folder, exp, data, e) for e in entries[:SHOWN]],
+        *[_trial_block(folder, exp, data, e, board.scale) for e in entries[:SHOWN]],
         "<h2>Learning curves (quality/score per report)</h2>",
         _curves_svg(summaries, {e.trial_id for e in entries[:SHOWN]}),
         "<h2>How trials ended</h2>",
@@ -81,20 +88,43 @@ def _reference_block(folder: Path, data: TrialData) -> str:
     )
 
 
-def _trial_block(folder: Path, exp: Experiment, data: TrialData, entry: Entry) -> str:
+def _scale_table(board: Leaderboard) -> str:
+    """The references' scores (real, repeated second, loop, noise) with their position."""
+    if not board.scale:
+        return "<p>No scale: this search was ranked before scales existed.</p>"
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{sig3(score)}</td>"
+        f"<td>{sig3(position(score, board.scale))}</td></tr>"
+        for name, score in board.scale.items()
+    )
+    top = board.entries[0] if board.entries else None
+    where = f"<p>Rank 1 is {describe_position(top.final_score, board.scale)}.</p>" if top else ""
+    return (
+        "<p class='scale'>The same metrics on references that continue the same held-out "
+        "primers; position 0 = real music, 1 = a looped segment.</p>"
+        f"<table id='scale'><tr><th>reference</th><th>quality/score</th><th>position</th></tr>"
+        f"{rows}</table>{where}"
+    )
+
+
+def _trial_block(
+    folder: Path, exp: Experiment, data: TrialData, entry: Entry, scale: dict[str, float]
+) -> str:
     model, _ = load_ranked_model(exp.folder, entry)
     rate = model.cfg.sample_rate
     primer = WindowSampler(data.heldout).fixed_windows(1, rate, PRIMER_SEED)
     continuation = rollout(model, primer, 4 * rate, seed=0)[0].cpu()
     audio = torch.cat([primer[0].cpu(), continuation])
     params = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(sig3(v)))}</td></tr>"
         for k, v in sorted(entry.params.items())
     )
+    where = describe_position(entry.final_score, scale)
     return (
         f"<div class='trial'><h3>#{entry.rank} — trial {html.escape(entry.trial_id)}</h3>"
-        f"<p>final score {entry.final_score:.4f} ± {entry.score_spread:.4f} "
-        f"(search {entry.search_score:.4f}), step {entry.step}. "
+        f"<p>final score {sig3(entry.final_score)} ± {sig3(entry.score_spread)}"
+        f"{f' ({html.escape(where)})' if where else ''} (search {sig3(entry.search_score)}), "
+        f"step {entry.step}. "
         f"1 s of real primer, then 4 s generated.</p>"
         f"{_media(folder, f'rank{entry.rank}', audio, rate)}<table>{params}</table></div>"
     )

@@ -3,12 +3,10 @@ rollouts and seeds, and write leaderboard.csv / .md / .json and the listening pa
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import shutil
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,29 +15,15 @@ from ray import tune
 from samplegan_tune.checkpoint import load_checkpoint, model_from_state
 from samplegan_tune.collapse import REASON_METRIC, rollout_reasons
 from samplegan_tune.experiment import Experiment
+from samplegan_tune.leaderboard import Entry, Leaderboard, write_leaderboard
 from samplegan_tune.metrics import NOISE_SPREAD, SCORE
 from samplegan_tune.models import ContinuationModel
+from samplegan_tune.scale import score_scale
 from samplegan_tune.trainable import CHECKPOINT_FILE
 from samplegan_tune.trial import COLLAPSED_SCORE, TrialData, score_model
 
-LEADERBOARD = "leaderboard"  # .csv, .md, .json in the experiment folder
 RANKED = "ranked"  # ranked/<rank>/trial.pt: local copies of the ranked checkpoints
 SURVIVED = ("completed", "stopped_early", "stopped_by_budget")
-
-
-@dataclass
-class Entry:
-    """One ranked survivor."""
-
-    rank: int
-    trial_id: str
-    final_score: float  # mean quality/score over the ranking seeds (lower = better)
-    score_spread: float  # std over those seeds
-    search_score: float  # best quality/score the trial reported during the search
-    step: int
-    checkpoint: str  # local copy of the checkpoint that was re-evaluated
-    params: dict[str, Any]
-    metrics: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,7 +63,7 @@ def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSum
     return analysis, summaries
 
 
-def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> list[Entry]:
+def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderboard:
     """Re-evaluate the best `top_k` survivors and write the leaderboard files.
 
     Each candidate's best checkpoint rolls out `rank_seconds`-long continuations of the final
@@ -99,8 +83,13 @@ def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> list[Ent
     for rank_number, entry in enumerate(entries, start=1):
         entry.rank = rank_number
         entry.checkpoint = _keep_checkpoint(exp, entry)
-    write_leaderboard(exp.folder, entries, rejected)
-    return entries
+    heldout, reference = data.ranking_part
+    settings = exp.settings
+    scale = score_scale(heldout, reference, exp.base_config.segment, settings.rank_rollouts,
+                        settings.rank_seconds)  # fmt: skip
+    board = Leaderboard(entries, scale, rejected)
+    write_leaderboard(exp.folder, board)
+    return board
 
 
 def _re_evaluate(
@@ -151,44 +140,6 @@ def _keep_checkpoint(exp: Experiment, entry: Entry) -> str:
     with tune.Checkpoint(entry.checkpoint).as_directory() as folder:
         shutil.copy2(Path(folder) / CHECKPOINT_FILE, target)
     return str(target.relative_to(exp.folder))
-
-
-def write_leaderboard(
-    folder: Path, entries: list[Entry], rejected: dict[str, list[str]] | None = None
-) -> None:
-    rows = [_row(e) for e in entries]
-    (folder / f"{LEADERBOARD}.json").write_text(json.dumps([asdict(e) for e in entries], indent=2))
-    columns = list(rows[0]) if rows else ["rank", "trial", "final score"]
-    with open(folder / f"{LEADERBOARD}.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
-    title = "# Leaderboard (quality/score, lower is better)\n\n"
-    notes = [f"- trial {t}: left off, its long rollouts show {', '.join(r)}"
-             for t, r in (rejected or {}).items()]  # fmt: skip
-    if notes:
-        notes.insert(0, "\nCandidates that collapse when they play for longer:\n")
-    (folder / f"{LEADERBOARD}.md").write_text(title + "\n".join(lines + notes) + "\n")
-
-
-def _row(e: Entry) -> dict[str, Any]:
-    return {
-        "rank": e.rank,
-        "trial": e.trial_id,
-        "final score": f"{e.final_score:.4f} ± {e.score_spread:.4f}",
-        "search score": f"{e.search_score:.4f}",
-        "step": e.step,
-        "params": json.dumps(e.params, sort_keys=True),
-    }
-
-
-def read_leaderboard(folder: Path) -> list[Entry]:
-    path = folder / f"{LEADERBOARD}.json"
-    if not path.is_file():
-        return []
-    return [Entry(**e) for e in json.loads(path.read_text())]
 
 
 def load_ranked_model(folder: Path, entry: Entry) -> tuple[ContinuationModel, dict[str, Any]]:

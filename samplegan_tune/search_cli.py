@@ -191,11 +191,11 @@ def _search_and_rank(exp: Experiment, data: TrialData, resume: bool) -> int:
 def _rank_and_report(exp: Experiment, data: TrialData, top_k: int | None) -> None:
     from samplegan_tune import listening, ranking
 
-    entries = ranking.rank(exp, data, top_k)
+    board = ranking.rank(exp, data, top_k)
     _, summaries = ranking.load_trials(exp)
-    page = listening.write_page(exp, data, entries, summaries)
+    page = listening.write_page(exp, data, board, summaries)
     print((exp.folder / "leaderboard.md").read_text())
-    if not entries:
+    if not board.entries:
         print(_why_no_survivor(summaries))
     print(f"leaderboard: {exp.folder / 'leaderboard.csv'}\nlistening page: {page}")
 

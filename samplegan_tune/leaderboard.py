@@ -1,0 +1,110 @@
+"""The leaderboard files of a ranked search: leaderboard.json / .csv / .md, with the score
+scale (see `scale.py`) beside the entries, so every score can be read against real music, a
+loop and noise. Reading them back needs neither Ray nor Optuna."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from samplegan_tune.scale import LOOPED, REAL, position
+
+LEADERBOARD = "leaderboard"  # .csv, .md, .json in the experiment folder
+
+
+@dataclass
+class Entry:
+    """One ranked survivor."""
+
+    rank: int
+    trial_id: str
+    final_score: float  # mean quality/score over the ranking seeds (lower = better)
+    score_spread: float  # std over those seeds
+    search_score: float  # best quality/score the trial reported during the search
+    step: int
+    checkpoint: str  # local copy of the checkpoint that was re-evaluated
+    params: dict[str, Any]
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class Leaderboard:
+    entries: list[Entry]
+    scale: dict[str, float] = field(default_factory=dict)  # reference -> quality/score
+    rejected: dict[str, list[str]] = field(default_factory=dict)  # trial -> detectors
+
+
+def sig3(value: Any) -> Any:
+    """Numbers to 3 significant digits (for reading; the JSON keeps full precision)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return float(f"{value:.3g}") if isinstance(value, float) else value
+
+
+def write_leaderboard(folder: Path, board: Leaderboard) -> None:
+    """Write leaderboard.json (everything), .csv (one row per entry) and .md (both tables)."""
+    data = {"scale": board.scale, "rejected": board.rejected,
+            "entries": [asdict(e) for e in board.entries]}  # fmt: skip
+    (folder / f"{LEADERBOARD}.json").write_text(json.dumps(data, indent=2))
+    rows = [_row(e, board.scale) for e in board.entries]
+    columns = list(rows[0]) if rows else ["rank", "trial", "final score", "position"]
+    with open(folder / f"{LEADERBOARD}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    (folder / f"{LEADERBOARD}.md").write_text(_markdown(board, columns, rows))
+
+
+def _markdown(board: Leaderboard, columns: list[str], rows: list[dict[str, Any]]) -> str:
+    lines = ["# Leaderboard (quality/score, lower is better)", ""]
+    if board.scale:
+        lines += ["Scale: the same metrics on references that continue held-out primers "
+                  "(position: 0 = real music, 1 = a looped segment).", "",
+                  "| reference | quality/score | position |", "|---|---|---|"]  # fmt: skip
+        lines += [f"| {name} | {sig3(score)} | {sig3(position(score, board.scale))} |"
+                  for name, score in board.scale.items()]  # fmt: skip
+        lines.append("")
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    if board.rejected:
+        lines += ["", "Candidates left off: they collapse when they play for longer:", ""]
+        lines += [f"- trial {t}: {', '.join(r)}" for t, r in board.rejected.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _row(e: Entry, scale: dict[str, float]) -> dict[str, Any]:
+    where = position(e.final_score, scale)
+    return {
+        "rank": e.rank,
+        "trial": e.trial_id,
+        "final score": f"{sig3(e.final_score)} ± {sig3(e.score_spread)}",
+        "position": sig3(where) if math.isfinite(where) else "",
+        "search score": sig3(e.search_score),
+        "step": e.step,
+        "params": json.dumps({k: sig3(v) for k, v in e.params.items()}, sort_keys=True),
+    }
+
+
+def read_leaderboard(folder: Path) -> Leaderboard:
+    """The leaderboard in `folder` (empty when there is none)."""
+    path = folder / f"{LEADERBOARD}.json"
+    if not path.is_file():
+        return Leaderboard([])
+    data = json.loads(path.read_text())
+    if isinstance(data, list):  # written before the scale existed
+        data = {"entries": data}
+    return Leaderboard([Entry(**e) for e in data["entries"]], data.get("scale", {}),
+                       data.get("rejected", {}))  # fmt: skip
+
+
+def describe_position(score: float, scale: dict[str, float]) -> str:
+    """E.g. "0.42 of the way from real music to a loop" (empty without a scale)."""
+    where = position(score, scale)
+    if not math.isfinite(where):
+        return ""
+    return f"{where:.2f} of the way from {REAL} ({sig3(scale[REAL])}) to a {LOOPED} " \
+           f"({sig3(scale[LOOPED])})"  # fmt: skip
