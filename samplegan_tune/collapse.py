@@ -4,8 +4,12 @@ Training signals (`CollapseMonitor.check_training`, given each `Trainer.step()` 
     non_finite           a NaN/inf loss or metric (or weight, when a model is given).
     exploding_gradients  a gradient norm ("grad/*") above `grad_norm_max`, or not finite, for
                          `grad_patience` consecutive checks.
-    d_overpowered        D's accuracy on real and on fake segments (its sign statistic) both
-                         ≥ `d_accuracy` for `d_patience` consecutive checks.
+    d_overpowered        D's separation ("d/separation", `losses.d_separation`: the share of
+                         (real, fake) segment pairs whose real segment gets the higher mean
+                         logit; 0.5 = balanced, 1 = every real above every fake)
+                         ≥ `d_separation` for `d_patience` consecutive checks. It means the
+                         same for every adversarial loss, unlike a logit's sign (lsgan's
+                         boundary is 0.5; a wgan-gp critic has none).
 Rollouts (`check_rollouts`, generated clips (B, T) against a `RealReference`):
     silence              the median clip level is `silence_margin_db` below the real mean.
     static               median spectral flatness at noise level relative to the real audio:
@@ -15,7 +19,13 @@ Rollouts (`check_rollouts`, generated clips (B, T) against a `RealReference`):
                          `stagnant_activity_db` below the quietest real clips' (their
                          `real_quantile`), or its spectrum has stopped changing (log-mel flux
                          below `stagnant_flux_ratio` × that of the real clips' quantile).
+    looping              in ≥ `looping_share` of the clips the output repeats or is frozen: its
+                         repetition (see metrics; 0 = an exact loop of any period) below
+                         `looping_ratio` × the real clips' quantile, or its spectral change
+                         below `frozen_ratio` × theirs.
     mode_collapse        diversity ratio (see metrics) below `diversity_min`.
+    noise_ignored        noise spread (see metrics: the same primer with other noise seeds)
+                         below `noise_spread_min`; judged only when such rollouts were made.
 Checks run in the order above; the first that fires is the reason. The defaults are calibrated
 in docs/metrics_calibration.md (benchmarks/calibrate_metrics.py): none fires on real music.
 """
@@ -36,6 +46,7 @@ from samplegan_tune.features import (
     tail_statistics,
 )
 from samplegan_tune.metrics import RealReference
+from samplegan_tune.timefeatures import repetition, spectral_change, time_frames
 
 NON_FINITE = "non_finite"
 EXPLODING_GRADIENTS = "exploding_gradients"
@@ -43,9 +54,13 @@ D_OVERPOWERED = "d_overpowered"
 SILENCE = "silence"
 STATIC = "static"
 STAGNANT = "stagnant"
+LOOPING = "looping"
 MODE_COLLAPSE = "mode_collapse"
+NOISE_IGNORED = "noise_ignored"
 TRAINING_REASONS = (NON_FINITE, EXPLODING_GRADIENTS, D_OVERPOWERED)
-ROLLOUT_REASONS = (SILENCE, STATIC, STAGNANT, MODE_COLLAPSE)
+ROLLOUT_REASONS = (SILENCE, STATIC, STAGNANT, LOOPING, MODE_COLLAPSE, NOISE_IGNORED)
+SEPARATION_METRIC = "d/separation"
+"""The training metric `d_overpowered` reads (`losses.d_separation`)."""
 REASON_METRIC = "collapse/reason"
 """The metric name under which a collapse reason is reported."""
 
@@ -54,7 +69,7 @@ REASON_METRIC = "collapse/reason"
 class CollapseConfig:
     """Every detector threshold; see the module docstring for what each one does."""
 
-    d_accuracy: float = 0.99  # D's real and fake accuracy both at least this ...
+    d_separation: float = 0.99  # D ranks at least this share of (real, fake) pairs right ...
     d_patience: int = 5  # ... for this many consecutive checks
     grad_norm_max: float = 1e5  # pre-clipping norms: healthy runs stay below ~1e3
     grad_patience: int = 2
@@ -67,13 +82,20 @@ class CollapseConfig:
     stagnant_flux_ratio: float = 0.3
     stagnant_share: float = 0.5
     real_quantile: float = 0.1  # "the quietest real clips": this quantile of the real tails
+    looping_ratio: float = 0.25  # repetition below this × the real clips' quantile ...
+    frozen_ratio: float = 0.25  # ... or spectral change below this × theirs ...
+    looping_share: float = 0.5  # ... in at least this share of the clips
     diversity_min: float = 0.2
+    noise_spread_min: float = 0.1
 
     def __post_init__(self) -> None:
         if min(self.d_patience, self.grad_patience) < 1:
             raise ValueError("CollapseConfig: patience values must be ≥ 1")
-        if not (0.0 < self.stagnant_share <= 1.0 and 0.0 <= self.real_quantile <= 1.0):
-            raise ValueError("CollapseConfig: stagnant_share and real_quantile must be in (0, 1]")
+        shares = (self.stagnant_share, self.looping_share)
+        if not (min(shares) > 0.0 and max(shares) <= 1.0 and 0.0 <= self.real_quantile <= 1.0):
+            raise ValueError(
+                "CollapseConfig: stagnant_share, looping_share and real_quantile must be in (0, 1]"
+            )
 
 
 class CollapseMonitor:
@@ -90,7 +112,7 @@ class CollapseMonitor:
         """The collapse reason shown by one `Trainer.step()` metrics dict, or None.
 
         Args:
-            metrics: namespaced floats such as "loss/d", "grad/g_norm", "d/acc_real".
+            metrics: namespaced floats such as "loss/d", "grad/g_norm", "d/separation".
             model: if given, its parameters are scanned for NaN/inf too.
         """
         cfg = self.config
@@ -105,8 +127,8 @@ class CollapseMonitor:
             self._grad_run = self._grad_run + 1 if high else 0
             if self._grad_run >= cfg.grad_patience:
                 return EXPLODING_GRADIENTS
-        if "d/acc_real" in metrics and "d/acc_fake" in metrics:
-            won = min(metrics["d/acc_real"], metrics["d/acc_fake"]) >= cfg.d_accuracy
+        if SEPARATION_METRIC in metrics:
+            won = metrics[SEPARATION_METRIC] >= cfg.d_separation
             self._d_run = self._d_run + 1 if won else 0
             if self._d_run >= cfg.d_patience:
                 return D_OVERPOWERED
@@ -119,9 +141,15 @@ class CollapseMonitor:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._d_run, self._grad_run = int(state["d_run"]), int(state["grad_run"])
 
-    def check_rollouts(self, generated: torch.Tensor, reference: RealReference) -> str | None:
-        """The first collapse reason shown by `generated` (B, T) clips, or None."""
-        fired = rollout_reasons(generated, reference, self.config)
+    def check_rollouts(
+        self,
+        generated: torch.Tensor,
+        reference: RealReference,
+        noise_spread: float | None = None,
+    ) -> str | None:
+        """The first collapse reason shown by `generated` (B, T) clips, or None; give the
+        `quality/noise_spread` of the same rollouts, when measured, to judge `noise_ignored`."""
+        fired = rollout_reasons(generated, reference, self.config, noise_spread)
         return fired[0] if fired else None
 
 
@@ -131,9 +159,13 @@ def weights_finite(model: torch.nn.Module) -> bool:
 
 
 def rollout_reasons(
-    generated: torch.Tensor, reference: RealReference, config: CollapseConfig | None = None
+    generated: torch.Tensor,
+    reference: RealReference,
+    config: CollapseConfig | None = None,
+    noise_spread: float | None = None,
 ) -> list[str]:
-    """Every rollout detector that fires on `generated` (B, T), in `ROLLOUT_REASONS` order."""
+    """Every rollout detector that fires on `generated` (B, T), in `ROLLOUT_REASONS` order;
+    `noise_ignored` only when `noise_spread` (`quality/noise_spread`) is given."""
     cfg = config or CollapseConfig()
     clips = checked_clips(generated, reference.sample_rate, "generated clips")
     fired = []
@@ -145,11 +177,15 @@ def rollout_reasons(
         fired.append(STATIC)
     if stagnant_share(clips, reference, cfg) >= cfg.stagnant_share:
         fired.append(STAGNANT)
+    if looping_share(clips, reference, cfg) >= cfg.looping_share:
+        fired.append(LOOPING)
     if len(clips) >= 2 and reference.pairwise_distance:
         _, emb = embed_clips(reference.embedding, clips)
         spread = mean_pairwise_distance((emb.double() - reference.clip_mean) / reference.clip_scale)
         if spread / reference.pairwise_distance < cfg.diversity_min:
             fired.append(MODE_COLLAPSE)
+    if noise_spread is not None and noise_spread < cfg.noise_spread_min:
+        fired.append(NOISE_IGNORED)
     return fired
 
 
@@ -168,3 +204,16 @@ def stagnant_share(
         | (tail["flux"] < real["flux"] * cfg.stagnant_flux_ratio)
     )
     return float(stuck.double().mean())
+
+
+def looping_share(
+    clips: torch.Tensor, reference: RealReference, config: CollapseConfig | None = None
+) -> float:
+    """Share of checked `clips` (B, T) that repeat or are frozen (see the module docstring)."""
+    cfg = config or CollapseConfig()
+    frames = time_frames(clips, reference.sample_rate)  # (B, F, 64)
+    real_rep = float(torch.quantile(reference.repetition.double(), cfg.real_quantile))
+    real_change = float(torch.quantile(reference.change.double(), cfg.real_quantile))
+    looped = repetition(frames, reference.sample_rate) < cfg.looping_ratio * real_rep
+    frozen = spectral_change(frames) < cfg.frozen_ratio * real_change
+    return float((looped | frozen).double().mean())

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # torch is imported lazily: the CLI imports this module for -
 
 MIN_CLIP_SECONDS = 1.0
 SCORE_NOTE = "quality/score: lower is better; formula in samplegan_tune/metrics.py"
+DETECTORS = "collapse/detectors"  # every rollout detector that fires; the first is the reason
 logger = logging.getLogger("samplegan_tune")
 
 
@@ -70,7 +71,8 @@ def run_evaluate(
     embedding: str | None = None,
     clip_seconds: float = 2.0,
 ) -> int:
-    """Print every metric, the quality score and the collapse reason of `generated` vs `real`.
+    """Print every metric, the quality score and the collapse detectors of `generated` vs
+    `real` (`collapse/reason` the first that fires, `collapse/detectors` all of them).
 
     Args:
         real: files/folders of real audio.
@@ -90,7 +92,7 @@ def run_evaluate(
     """
     import torch
 
-    from samplegan_tune.collapse import REASON_METRIC, CollapseMonitor
+    from samplegan_tune.collapse import REASON_METRIC, rollout_reasons
     from samplegan_tune.features import LogMelEmbedding, TorchScriptEmbedding
     from samplegan_tune.metrics import RealReference, evaluate_clips
 
@@ -104,10 +106,11 @@ def run_evaluate(
     with torch.no_grad():
         reference = RealReference.from_clips(real_clips, sample_rate, model)
         values, reasons = evaluate_clips(gen_clips, reference)
-        reason = CollapseMonitor().check_rollouts(gen_clips, reference)
+        fired = rollout_reasons(gen_clips, reference)
     report: dict[str, object] = {
         **values,
-        REASON_METRIC: reason,
+        REASON_METRIC: fired[0] if fired else None,
+        DETECTORS: fired,
         "clips/real": len(real_clips),
         "clips/generated": len(gen_clips),
     }
@@ -163,6 +166,8 @@ def format_table(report: dict[str, object], reasons: dict[str, str]) -> str:
             shown = f"{value:.4g}" + (f"  ({reasons[name]})" if name in reasons else "")
         elif value is None:
             shown = f"n/a ({reasons[name]})" if name in reasons else "none"
+        elif isinstance(value, list):
+            shown = ", ".join(value) or "none"
         else:
             shown = str(value)
         lines.append(f"{name:<{width}}  {shown}")

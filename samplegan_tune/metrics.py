@@ -21,18 +21,39 @@ Metrics ("quality/*"; lower is better except `fad_inf_r2` and `diversity_ratio`)
                      sizes 256, 512 and 1024 (clips are unpaired, so sets are compared).
     diversity_ratio  mean pairwise distance between generated clip embeddings ÷ that between
                      real ones (1 = as varied as real; 0 = one clip repeated). Needs 2 clips.
+    repetition       how far each clip is from repeating itself: per clip, the smallest over
+                     lags from one window (~64 ms) to min(2 s, half the clip) of the RMS distance
+                     between `time_frames` that lag apart; the generated clips' mean ÷ the real
+                     clips' mean (1 = as varied as the music, 0 = an exact loop of any period).
+                     The frames' 2 ms hop and the search over every lag make it independent of
+                     the segment length and the STFT hop (see `timefeatures`).
+    spectral_change  per clip, the median RMS distance between `time_frames` ~32 ms apart; the
+                     generated mean ÷ the real mean (≈ 0: a frozen spectrum, a drone, a loop
+                     shorter than a window).
+    noise_spread     does the noise matter? The same primers rolled out with K ≥ 2 noise seeds:
+                     the mean RMS distance between time-aligned frames of two seeds' rollouts
+                     of one primer ÷ the same distance between real clips of different primers
+                     (0 = one output per context, whatever the noise). Only when rollouts with
+                     other seeds are given (`evaluate_clips(reseeded=...)`; training and
+                     ranking do, `samplegan-tune evaluate` cannot).
 KID, NDB and diversity see features centred on the real mean and divided by the real RMS
-spread, so the kernel and the bins work at unit scale whatever the embedding.
+spread, so the kernel and the bins work at unit scale whatever the embedding. The last three
+always use the fixed log-mel `time_frames`, whatever the embedding: they need a fine time axis.
 
 quality/score, LOWER = BETTER (0: indistinguishable from the real set):
     score = log1p(10 · max(FAD∞, 0) / tr Σ_real) + log1p(max(KID, 0)) + NDB/K
             + 10 · max(0, flatness − flatness_real) + loudness_gap_db / 10
             + stft_distance + 5 · max(0, 1 − diversity_ratio)²
+            + 10 · max(0, 1 − repetition)² + 5 · max(0, 1 − spectral_change)²
+            + 10 · max(0, 1 − noise_spread / 0.5)²
 Σ_real is the real frames' covariance, so the first term does not depend on the features'
-units; the squared diversity shortfall shrugs off the spread between real sets (ratios of
-0.5–1.3) but charges a repeated clip in full. FD stands in for FAD∞ when FAD∞ is
-unavailable; other unavailable terms count 0 (named in the reasons). Calibration on known
-failures: docs/metrics_calibration.md.
+units; the squared shortfalls shrug off the spread between real sets (ratios of 0.5–1.5) but
+charge a repeated clip, a loop, a frozen spectrum or ignored noise in full. Spectrum
+statistics alone rank a loop of real audio close to real music: the repetition term is what
+puts every loop clearly behind it. Seeds need only differ half as much as different real
+passages: a good model may well continue one primer in similar ways. FD stands in for FAD∞
+when FAD∞ is unavailable; other unavailable terms count 0 (named in the reasons).
+Calibration on known failures: docs/metrics_calibration.md.
 """
 
 from __future__ import annotations
@@ -68,18 +89,29 @@ from samplegan_tune.features import (
     tail_statistics,
 )
 from samplegan_tune.fileio import atomic_path
+from samplegan_tune.timefeatures import (
+    cross_spread,
+    repetition,
+    seed_spread,
+    spectral_change,
+    time_frames,
+)
 
 FD, FAD_INF, FAD_INF_R2 = "quality/fd", "quality/fad_inf", "quality/fad_inf_r2"
 KID, NDB_K, FLATNESS = "quality/kid", "quality/ndb_k", "quality/flatness"
 LOUDNESS, LOUDNESS_GAP = "quality/loudness_dbfs", "quality/loudness_gap_db"
 STFT_DISTANCE, DIVERSITY = "quality/stft_distance", "quality/diversity_ratio"
-SCORE = "quality/score"
+REPETITION, CHANGE = "quality/repetition", "quality/spectral_change"
+NOISE_SPREAD, SCORE = "quality/noise_spread", "quality/score"
 METRICS = (FAD_INF, FAD_INF_R2, FD, KID, NDB_K, FLATNESS, LOUDNESS, LOUDNESS_GAP, STFT_DISTANCE,
-           DIVERSITY, SCORE)  # fmt: skip
+           DIVERSITY, REPETITION, CHANGE, NOISE_SPREAD, SCORE)  # fmt: skip
 """Every metric `evaluate_clips` reports, in display order."""
 
 KID_MIN_CLIPS = 4
-_REFERENCE_VERSION = 1
+SCORE_WEIGHTS = {DIVERSITY: 5.0, REPETITION: 10.0, CHANGE: 5.0, NOISE_SPREAD: 10.0}
+"""Weights of the squared shortfalls in `quality_score`."""
+NOISE_SPREAD_TARGET = 0.5  # seeds differing half as much as different real passages is enough
+_REFERENCE_VERSION = 2
 
 
 # --------------------------------------------------------------------------- the real side
@@ -110,6 +142,9 @@ class RealReference:
     spectra: dict[int, torch.Tensor]  # `mean_log_spectra`
     pairwise_distance: float | None  # mean between standardised clip embeddings; None if N = 1
     tail: dict[str, torch.Tensor]  # `tail_statistics`, each (N,)
+    repetition: torch.Tensor  # (N,) `timefeatures.repetition` of each clip
+    change: torch.Tensor  # (N,) `timefeatures.spectral_change` of each clip
+    cross_spread: float | None  # `timefeatures.cross_spread` between clips; None if N = 1
     embedding: Embedding = field(repr=False)  # not saved: `load` rebuilds or is given it
 
     @classmethod
@@ -135,6 +170,7 @@ class RealReference:
         standard = (frames.double() - mean) / frame_scale
         centroids = kmeans(standard.reshape(len(flat), -1), bins, seed) if bins > 1 else None
         clip_std = (clip_emb.double() - clip_emb.double().mean(0)) / clip_scale
+        timed = time_frames(clips, sample_rate)  # (N, F', 64)
         return cls(
             sample_rate=int(sample_rate), embedding_id=embedding.id, num_clips=len(clips),
             frames_per_clip=frames.shape[1], frame_mean=mean, frame_cov=cov,
@@ -145,7 +181,8 @@ class RealReference:
             flatness=median_flatness(clips, sample_rate),
             loudness_dbfs=float(rms_dbfs(clips).mean()), spectra=mean_log_spectra(clips),
             pairwise_distance=mean_pairwise_distance(clip_std) if len(clips) > 1 else None,
-            tail=tail_statistics(clips, sample_rate), embedding=embedding,
+            tail=tail_statistics(clips, sample_rate), repetition=repetition(timed, sample_rate),
+            change=spectral_change(timed), cross_spread=cross_spread(timed), embedding=embedding,
         )  # fmt: skip
 
     def save(self, path: str | Path) -> None:
@@ -206,9 +243,15 @@ def reference_for(
 
 
 def evaluate_clips(
-    generated: torch.Tensor, reference: RealReference
+    generated: torch.Tensor, reference: RealReference, reseeded: torch.Tensor | None = None
 ) -> tuple[dict[str, float | None], dict[str, str]]:
     """Every metric of `generated` (B, T) against `reference`, at the reference's rate.
+
+    Args:
+        generated: (B, T) rollouts, one per primer.
+        reference: the real side.
+        reseeded: (K − 1, B', T) or (B', T): the first B' ≤ B primers rolled out again with
+            other noise seeds, for `noise_spread`; None leaves it unavailable.
 
     Returns:
         values: each name of `METRICS` -> a finite float, or None when unavailable;
@@ -242,8 +285,62 @@ def evaluate_clips(
     values[LOUDNESS] = float(rms_dbfs(gen).mean())
     values[LOUDNESS_GAP] = abs(values[LOUDNESS] - reference.loudness_dbfs)
     values[STFT_DISTANCE] = stft_distance(mean_log_spectra(gen), reference.spectra)
+    _time_metrics(gen, reseeded, reference, values, reasons)
     values[SCORE] = quality_score(values, reference, reasons)
     return values, reasons
+
+
+def _time_metrics(
+    gen: torch.Tensor,
+    reseeded: torch.Tensor | None,
+    reference: RealReference,
+    values: dict[str, float | None],
+    reasons: dict[str, str],
+) -> None:
+    """Repetition, spectral change and noise spread of checked clips `gen` (B, T)."""
+    frames = time_frames(gen, reference.sample_rate)  # (B, F, 64)
+    measured = {
+        REPETITION: (repetition(frames, reference.sample_rate), reference.repetition),
+        CHANGE: (spectral_change(frames), reference.change),
+    }
+    for name, (ours, real) in measured.items():
+        if float(real.mean()) < 1e-6:
+            reasons[name] = "the real clips do not change at all"
+        else:
+            values[name] = float(ours.mean() / real.mean())
+    if reseeded is None:
+        reasons[NOISE_SPREAD] = "needs rollouts of the same primers with other noise seeds"
+        return
+    others = checked_clips(reseeded.reshape(-1, reseeded.shape[-1]), reference.sample_rate,
+                           "reseeded clips").reshape(-1, *reseeded.shape[-2:])  # fmt: skip
+    if len(others[0]) > len(gen):
+        raise ValueError(f"reseeded: {len(others[0])} primers, but only {len(gen)} generated")
+    groups = torch.cat([gen[None, : others.shape[1]], others])  # (K, B', T)
+    spread = noise_spread(groups, reference)
+    if spread is None:
+        reasons[NOISE_SPREAD] = "needs ≥ 2 real clips that differ"
+    values[NOISE_SPREAD] = spread
+
+
+def noise_spread(groups: torch.Tensor, reference: RealReference) -> float | None:
+    """`quality/noise_spread` (module docstring) of primers rolled out with several seeds.
+
+    Args:
+        groups: (K, B, T), K ≥ 2: rollout k of primer b with noise seed k.
+        reference: gives the spread between real clips of different primers.
+
+    Returns:
+        0 when every seed gave the same audio, ≈ 1 when seeds differ as much as different
+        real passages; None when the real clips give no spread to compare with.
+    """
+    if groups.dim() != 3 or len(groups) < 2:
+        raise ValueError(f"noise_spread: need (K ≥ 2, B, T) clips, got {tuple(groups.shape)}")
+    if not reference.cross_spread or reference.cross_spread < 1e-6:
+        return None
+    flat = groups.reshape(-1, groups.shape[-1]).float()
+    frames = time_frames(flat, reference.sample_rate)  # (K · B, F, 64)
+    frames = frames.reshape(*groups.shape[:2], *frames.shape[1:])  # (K, B, F, 64)
+    return seed_spread(frames) / reference.cross_spread
 
 
 def _frechet_metrics(
@@ -278,7 +375,7 @@ def quality_score(
         reasons[SCORE] = "needs FAD∞ or FD"
         return None
     total_variance = max(float(reference.frame_cov.trace()), 1e-12)
-    kid_value, diversity = values[KID], values[DIVERSITY]
+    kid_value = values[KID]
     terms = {
         FAD_INF: math.log1p(10 * max(frechet, 0.0) / total_variance),
         KID: None if kid_value is None else math.log1p(max(kid_value, 0.0)),
@@ -286,9 +383,18 @@ def quality_score(
         FLATNESS: 10 * max(0.0, values[FLATNESS] - reference.flatness),
         LOUDNESS_GAP: values[LOUDNESS_GAP] / 10,
         STFT_DISTANCE: values[STFT_DISTANCE],
-        DIVERSITY: None if diversity is None else 5 * max(0.0, 1 - diversity) ** 2,
+        **{name: _shortfall(values, name) for name in SCORE_WEIGHTS},
     }
     missing = [name for name, term in terms.items() if term is None]
     if missing:
         reasons[SCORE] = "partial: left out " + ", ".join(missing)
     return sum(term for term in terms.values() if term is not None)
+
+
+def _shortfall(values: dict[str, float | None], name: str) -> float | None:
+    """`SCORE_WEIGHTS[name]` · max(0, 1 − value / target)², target 1 (0.5 for noise)."""
+    value = values[name]
+    if value is None:
+        return None
+    target = NOISE_SPREAD_TARGET if name == NOISE_SPREAD else 1.0
+    return SCORE_WEIGHTS[name] * max(0.0, 1.0 - value / target) ** 2

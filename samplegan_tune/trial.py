@@ -13,7 +13,7 @@ import torch
 from samplegan_tune import collapse
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, WindowSampler
-from samplegan_tune.metrics import SCORE, RealReference, evaluate_clips
+from samplegan_tune.metrics import NOISE_SPREAD, SCORE, RealReference, evaluate_clips
 from samplegan_tune.models import ContinuationModel
 from samplegan_tune.rollout import rollout
 from samplegan_tune.space import SearchSettings
@@ -21,7 +21,9 @@ from samplegan_tune.trainer import Trainer
 
 COLLAPSED_SCORE = 1.0e6  # reported instead of NaN/None: ASHA never stops a NaN trial
 REPORTS = "reports"  # how many report intervals a trial has finished
+FLAGGED = "collapse/flagged"  # a rollout detector that fired within the grace period
 PRIMER_SEED = 7  # which held-out windows prime the evaluation rollouts
+RESEED = 1_000_003  # noise seed offset of the second rollout of a primer (noise spread)
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,15 +31,31 @@ class TrialData:
     """What every trial shares: the prepared corpus and the real-side metric statistics."""
 
     train: Corpus
-    heldout: Corpus
+    heldout: Corpus  # the search part of the held-out audio: primes every report's rollouts
     reference: RealReference
     description: str  # what the data was, for manifests
+    final: Corpus | None = None  # the final part: primes the re-ranking, disjoint from heldout
+    final_reference: RealReference | None = None  # from final-part clips of rank_seconds
+
+    @property
+    def ranking_part(self) -> tuple[Corpus, RealReference]:
+        """(corpus, reference) the final re-ranking uses (the search part if none is set)."""
+        if self.final is None or self.final_reference is None:
+            return self.heldout, self.reference
+        return self.final, self.final_reference
 
 
-def reference_clips(heldout: Corpus, settings: SearchSettings, sample_rate: int) -> torch.Tensor:
-    """(N, T) held-out clips that the reference statistics are computed from."""
+def reference_clips(
+    heldout: Corpus, settings: SearchSettings, sample_rate: int, seconds: float | None = None
+) -> torch.Tensor:
+    """(N, T) held-out clips that the reference statistics are computed from.
+
+    `seconds` defaults to the search's rollout length; the ranking asks for its own, cut to
+    the shortest held-out file when that is shorter.
+    """
     count = max(2 * settings.eval_rollouts, settings.rank_rollouts, 16)
-    length = round(settings.eval_seconds * sample_rate)
+    wanted = round((seconds or settings.eval_seconds) * sample_rate)
+    length = min(wanted, int(heldout.lengths.min()))
     return WindowSampler(heldout).fixed_windows(count, length, seed=PRIMER_SEED + 1)
 
 
@@ -51,15 +69,20 @@ def score_model(
 ) -> tuple[dict[str, float | None], dict[str, str], torch.Tensor]:
     """Quality metrics of `rollouts` primed continuations of held-out audio.
 
-    Returns (metrics, reasons for unavailable ones, the clips (B, T)).
+    The first max(2, rollouts / 4) primers (at most all) are rolled out a second time with
+    another noise seed, for `quality/noise_spread` (a quarter more rollout time, not double).
+
+    Returns (metrics, reasons for unavailable ones, the clips (B, T) of the first seed).
     """
     cfg = model.cfg
     primers = WindowSampler(heldout).fixed_windows(rollouts, cfg.context, PRIMER_SEED + seed)
+    length, again = round(seconds * cfg.sample_rate), min(rollouts, max(2, rollouts // 4))
     was_training = model.training
     model.eval()
-    clips = rollout(model, primers, round(seconds * cfg.sample_rate), seed).float().cpu()
+    clips = rollout(model, primers, length, seed).float().cpu()
+    reseeded = rollout(model, primers[:again], length, seed + RESEED).float().cpu()
     model.train(was_training)
-    values, reasons = evaluate_clips(clips, reference)
+    values, reasons = evaluate_clips(clips, reference, reseeded)
     return values, reasons, clips
 
 
@@ -88,7 +111,7 @@ class Trial:
         Returns the metrics to report: the last step's, the quality metrics, "reports", and
         "collapse/reason" ("" when healthy); a collapsed trial reports COLLAPSED_SCORE.
         """
-        reason, metrics = None, {}
+        reason, flagged, metrics = None, None, {}
         started = time.perf_counter()
         for _ in range(self.settings.steps_per_report):
             metrics = self.trainer.step()
@@ -104,12 +127,18 @@ class Trial:
                 self.trainer.model, self.data.heldout, self.data.reference,
                 self.settings.eval_rollouts, self.settings.eval_seconds,
             )  # fmt: skip
-            # Rollouts only count from ASHA's grace period on: an untrained or warming-up
-            # model is "stagnant" without having collapsed; NaN and gradients count at once.
+            # Every report is judged by every detector; before ASHA's grace period a rollout
+            # detector only flags the report (its checkpoint can never be ranked: it scores
+            # COLLAPSED_SCORE) and the trial goes on, as a warming-up model may still learn.
+            spread = quality.get(NOISE_SPREAD)
+            flagged = self.monitor.check_rollouts(clips, self.data.reference, spread)
             if self.reports + 1 >= self.settings.grace_period:
-                reason = self.monitor.check_rollouts(clips, self.data.reference)
+                reason = flagged
+            elif flagged:
+                quality = {**quality, SCORE: None}
         self.reports += 1
         report = self._report(metrics, quality, reason)
+        report[FLAGGED] = "" if reason else flagged or ""
         report["time/train_s"] = trained - started
         report["time/eval_s"] = time.perf_counter() - trained
         return report

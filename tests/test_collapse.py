@@ -8,11 +8,14 @@ import pytest
 import torch
 
 from samplegan_tune import collapse as c
+from samplegan_tune import losses
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus
-from samplegan_tune.metrics import RealReference
+from samplegan_tune.metrics import NOISE_SPREAD, RealReference
+from samplegan_tune.models import ContinuationModel, build_discriminators
 from samplegan_tune.synthetic import synthetic_songs
 from samplegan_tune.trainer import Trainer
+from samplegan_tune.trial import score_model
 from tests.conftest import TINY
 
 SR = 16000
@@ -24,6 +27,7 @@ HEALTHY = {
     "grad/d_norm": 0.4,
     "d/acc_real": 0.7,
     "d/acc_fake": 0.6,
+    "d/separation": 0.7,
     "time/step_s": 0.1,
 }
 
@@ -92,11 +96,12 @@ def test_training_detectors_on_metric_dicts() -> None:
     assert monitor.check_training(HEALTHY) is None
     assert monitor.check_training({**HEALTHY, "loss/d": math.nan}) == c.NON_FINITE
     assert monitor.check_training({**HEALTHY, "loss/g_total": math.inf}) == c.NON_FINITE
-    won = {**HEALTHY, "d/acc_real": 1.0, "d/acc_fake": 0.995}
+    won = {**HEALTHY, "d/separation": 0.995}
     assert [monitor.check_training(won) for _ in range(2)] == [None, None]
     assert monitor.check_training(HEALTHY) is None  # a lost check resets the run
     assert [monitor.check_training(won) for _ in range(3)] == [None, None, c.D_OVERPOWERED]
-    assert monitor.check_training({**HEALTHY, "d/acc_fake": 0.5, "d/acc_real": 1.0}) is None
+    # the sign statistic no longer decides: an lsgan D at its 1/0 targets has acc_fake 0
+    assert monitor.check_training({**HEALTHY, "d/acc_fake": 0.0, "d/acc_real": 1.0}) is None
     steep = {**HEALTHY, "grad/d_norm": 1e7}
     assert [monitor.check_training(steep) for _ in range(2)] == [None, c.EXPLODING_GRADIENTS]
     fresh = c.CollapseMonitor(c.CollapseConfig(grad_patience=1))
@@ -140,3 +145,65 @@ def test_a_diverging_training_run_is_flagged_within_a_few_checks(
     reason, step = run(corpus, 10.0, 30)
     assert reason in (c.NON_FINITE, c.D_OVERPOWERED, c.EXPLODING_GRADIENTS) and step <= 8
     assert run(corpus, 2e-4, 20) == (None, 20)
+
+
+def test_every_loop_is_flagged_looping_and_real_music_is_not(
+    songs: list[tuple[str, torch.Tensor]], reference: RealReference
+) -> None:
+    points = [(audio, s * SR) for _, audio in songs[2:] for s in (3, 9, 15, 21)]
+    primers = torch.stack([audio[s - SR : s] for audio, s in points])  # (8, 1 s)
+    real = torch.stack([audio[s : s + CLIP] for audio, s in points])
+    assert c.rollout_reasons(real, reference) == []
+    for period in (500, 512, 1237, 4096, 16000):  # 1237: no multiple of a hop or a segment
+        looped = primers[:, -period:].repeat(1, CLIP // period + 1)[:, :CLIP]
+        assert c.LOOPING in c.rollout_reasons(looped, reference), period
+    t = torch.arange(CLIP) / SR
+    drone = sum(torch.sin(2 * torch.pi * hz * t) for hz in (220.0, 277.2, 329.6)) * 0.03
+    assert c.LOOPING in c.rollout_reasons(drone.repeat(4, 1), reference)  # a frozen spectrum
+
+
+def test_a_model_that_ignores_its_noise_is_flagged(
+    songs: list[tuple[str, torch.Tensor]], reference: RealReference
+) -> None:
+    heldout = Corpus.from_items(songs[2:], SR)
+    deaf = ContinuationModel(TrainConfig.from_dict({**TINY, "noise_dim": 0}))
+    values, _, clips = score_model(deaf, heldout, reference, rollouts=4, seconds=1.0)
+    assert values[NOISE_SPREAD] < 1e-4  # not bit-identical: batches of 4 and 1 round apart
+    spread = values[NOISE_SPREAD]
+    assert c.NOISE_IGNORED in c.rollout_reasons(clips, reference, noise_spread=spread)
+    assert c.NOISE_IGNORED not in c.rollout_reasons(clips, reference)  # not measured: silent
+    hearing = ContinuationModel(TrainConfig.from_dict({**TINY, "noise_dim": 4}))
+    values, _, _ = score_model(hearing, heldout, reference, rollouts=4, seconds=1.0)
+    assert values[NOISE_SPREAD] > 0.0
+
+
+@pytest.mark.parametrize("kind", ["ns", "hinge", "lsgan", "wgan-gp"])
+def test_d_overpowered_fires_on_a_saturated_d_for_every_loss(
+    kind: str, songs: list[tuple[str, torch.Tensor]]
+) -> None:
+    """A real D trained with `kind` to tell music from white noise saturates; at init, judging
+    real against real, it is balanced. (lsgan's fake target is 0: the sign misjudges it.)"""
+    torch.manual_seed(0)
+    cfg = TrainConfig.from_dict({**TINY, "adv_loss": kind, "d_context": False, "d_channels": 16,
+                                 "d_norm": "none", "d_kind": "single"})  # fmt: skip
+    d = build_discriminators(cfg)[0]
+    audio = songs[0][1]
+    starts = torch.randint(len(audio) - 256, (2, 32), generator=torch.Generator().manual_seed(1))
+    real, other = (audio[s[:, None] + torch.arange(256)] for s in starts)  # (32, 256) each
+    fake = 0.1 * torch.randn(32, 256)  # white noise at the music's level
+    balanced = losses.d_separation(d(real)[0], d(other)[0])
+    assert 0.3 < balanced < 0.7
+    opt = torch.optim.Adam(d.parameters(), lr=1e-2)
+    for _ in range(40):
+        loss = losses.d_loss(kind, d(real)[0], d(fake)[0])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    real_logits, fake_logits = d(real)[0], d(fake)[0]
+    saturated = {"d/separation": losses.d_separation(real_logits, fake_logits)}
+    monitor = c.CollapseMonitor(c.CollapseConfig(d_patience=2))
+    assert [monitor.check_training(saturated) for _ in range(2)] == [None, c.D_OVERPOWERED]
+    calm = {"d/separation": balanced}
+    assert [monitor.check_training(calm) for _ in range(3)] == [None] * 3
+    if kind == "lsgan":
+        assert min(losses.d_accuracy(real_logits, fake_logits)) < 0.99

@@ -63,7 +63,30 @@ def test_music_ranks_far_better_than_white_noise(audio: dict[str, Path]) -> None
     good, bad = strict_json(music.stdout), strict_json(noise.stdout)
     assert bad["quality/score"] > 3 * good["quality/score"]
     assert good["collapse/reason"] is None and bad["collapse/reason"] == "static"
-    assert good["unavailable"] == {} and good["clips/generated"] == 10
+    assert set(good["unavailable"]) == {"quality/noise_spread", "quality/score"}
+    assert good["quality/noise_spread"] is None and good["clips/generated"] == 10
+
+
+def test_a_loop_of_the_song_ranks_clearly_worse_than_its_continuation(tmp_path: Path) -> None:
+    """The song's first 24 s are the real set; its next 16 s (unseen) and two loops made
+    from the audio just before them (4096 and 500 samples, repeated for 16 s) are scored."""
+    (_, song), *_ = synthetic_songs(40.0, SR, seed=8)
+    cut = 24 * SR
+    write_wav(tmp_path / "real" / "first.wav", song[:cut], SR)
+    write_wav(tmp_path / "continuation.wav", song[cut:], SR)
+    for period in (4096, 500):
+        looped = song[cut - period : cut].repeat(16 * SR // period + 1)[: 16 * SR]
+        write_wav(tmp_path / f"loop{period}.wav", looped, SR)
+    runs = {name: cli("--real", tmp_path / "real", "--generated", tmp_path / f"{name}.wav",
+                      "--json") for name in ("continuation", "loop4096", "loop500")}  # fmt: skip
+    assert all(r.returncode == 0 for r in runs.values()), [r.stderr for r in runs.values()]
+    report = {name: strict_json(r.stdout) for name, r in runs.items()}
+    honest = report["continuation"]
+    assert honest["collapse/detectors"] == [] and honest["quality/repetition"] > 0.6
+    for name in ("loop4096", "loop500"):
+        assert report[name]["quality/score"] > 2 * honest["quality/score"], name
+        assert "looping" in report[name]["collapse/detectors"], name
+        assert report[name]["quality/repetition"] < 0.05, name
 
 
 def test_table_shows_unavailable_metrics_with_their_reason(audio: dict[str, Path]) -> None:

@@ -9,6 +9,7 @@ import torch
 
 from samplegan_tune import features as f
 from samplegan_tune import metrics as m
+from samplegan_tune import timefeatures as tf
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.synthetic import synthetic_songs
 
@@ -113,8 +114,9 @@ def test_music_scores_far_better_than_noise(
 ) -> None:
     good, why = m.evaluate_clips(music[20:], reference)
     bad, _ = m.evaluate_clips(noise(10), reference)
-    assert why == {} and set(good) == set(m.METRICS)
-    assert all(math.isfinite(v) for v in good.values())
+    assert set(why) == {m.NOISE_SPREAD, m.SCORE} and set(good) == set(m.METRICS)
+    assert "noise_spread" in why[m.SCORE]  # no reseeded rollouts: only that term is left out
+    assert all(math.isfinite(v) for k, v in good.items() if k != m.NOISE_SPREAD)
     assert bad[m.SCORE] > 3 * good[m.SCORE]
     for name in (m.FAD_INF, m.FD, m.NDB_K, m.FLATNESS, m.STFT_DISTANCE):
         assert bad[name] > good[name], name
@@ -191,3 +193,77 @@ def test_bad_embedding_files_name_the_file(tmp_path) -> None:
     junk.write_bytes(b"not a model")
     with pytest.raises(UserInputError, match="junk.pt"):
         f.TorchScriptEmbedding(junk)
+
+
+# --------------------------------------------------------------------------- time
+
+
+LOOP_PERIODS = (500, 512, 1237, 4096, 16000)  # 1237: no multiple of any hop or segment size
+
+
+@pytest.fixture(scope="module")
+def primed() -> tuple[torch.Tensor, torch.Tensor]:
+    """Unseen synthetic songs (another seed than `music`): 8 primers (the 1 s before a point)
+    and the real 2 s continuations after those points, (8, SR) and (8, CLIP)."""
+    songs = synthetic_songs(60.0, SR, seed=22)
+    starts = [(audio, s * SR) for _, audio in songs for s in (3, 9, 15, 21)]
+    primers = torch.stack([audio[s - SR : s] for audio, s in starts])
+    return primers, torch.stack([audio[s : s + CLIP] for audio, s in starts])
+
+
+def loop(primers: torch.Tensor, period: int) -> torch.Tensor:
+    """The last `period` samples of each primer repeated to (B, CLIP)."""
+    return primers[:, -period:].repeat(1, CLIP // period + 1)[:, :CLIP]
+
+
+def test_lag_distances_match_a_direct_computation() -> None:
+    frames = torch.randn(2, 50, 3, generator=torch.Generator().manual_seed(5))
+    fast = tf.lag_distances(frames, 3, 20)
+    for lag in (3, 11, 20):
+        direct = (frames[:, lag:] - frames[:, :-lag]).pow(2).mean((1, 2)).sqrt()
+        assert torch.allclose(fast[:, lag - 3].float(), direct, atol=1e-5)
+
+
+def test_every_loop_reads_as_repetition_whatever_its_period(
+    reference: m.RealReference, primed: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    primers, real = primed
+    honest, _ = m.evaluate_clips(real, reference)
+    assert 0.6 < honest[m.REPETITION] < 1.5 and 0.6 < honest[m.CHANGE] < 1.5
+    for period in (*LOOP_PERIODS, 16016):  # 16016: a 1 s loop 16 samples (½ hop) off the hop
+        looped, _ = m.evaluate_clips(loop(primers, period), reference)
+        assert looped[m.REPETITION] < 0.05, period
+
+
+def test_every_failure_scores_clearly_worse_than_the_real_continuation(
+    reference: m.RealReference, primed: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    primers, real = primed
+    real_score = m.evaluate_clips(real, reference)[0][m.SCORE]
+    other_songs = clips_of(synthetic_songs(30.0, SR, seed=23))[:8]  # real vs real
+    worst_real = max(real_score, m.evaluate_clips(other_songs, reference)[0][m.SCORE])
+    level = primers.pow(2).mean(1, keepdim=True).sqrt()  # (8, 1) the primers' RMS
+    t = torch.arange(CLIP) / SR
+    chord = sum(torch.sin(2 * math.pi * hz * t) for hz in (220.0, 277.2, 329.6))
+    failures = {f"loop {p}": loop(primers, p) for p in LOOP_PERIODS}
+    failures["frozen spectrum (a held chord)"] = chord[None] / chord.std() * level
+    failures["decaying transient"] = real * torch.exp(-t / 0.2)
+    failures["noise at the primers' level"] = noise(8) / 0.1 * level
+    for name, clips in failures.items():
+        score = m.evaluate_clips(clips, reference)[0][m.SCORE]
+        assert score > 2 * worst_real, (name, score, worst_real)
+    identical, _ = m.evaluate_clips(real, reference, real[:2])  # both "seeds" gave `real`
+    assert identical[m.NOISE_SPREAD] == 0.0 and identical[m.SCORE] > 2 * worst_real
+
+
+def test_noise_spread_is_zero_for_one_output_and_near_one_for_other_music(
+    music: torch.Tensor, reference: m.RealReference
+) -> None:
+    same = torch.stack([music[20:24], music[20:24]])  # (K = 2, B = 4, T)
+    assert m.noise_spread(same, reference) == 0.0
+    other = torch.stack([music[20:24], music[24:28], music[26:30]])  # (3, 4, T)
+    assert 0.6 < m.noise_spread(other, reference) < 1.5
+    values, reasons = m.evaluate_clips(music[20:28], reference, music[24:28][None])
+    assert 0.6 < values[m.NOISE_SPREAD] < 1.5 and m.NOISE_SPREAD not in reasons
+    with pytest.raises(ValueError, match="primers"):
+        m.evaluate_clips(music[20:22], reference, music[22:26])

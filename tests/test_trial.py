@@ -9,14 +9,27 @@ import optuna
 import pytest
 import torch
 
-from samplegan_tune.collapse import REASON_METRIC, TRAINING_REASONS
+from samplegan_tune.collapse import (
+    REASON_METRIC,
+    SILENCE,
+    TRAINING_REASONS,
+    CollapseConfig,
+    CollapseMonitor,
+)
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, split_corpus
 from samplegan_tune.metrics import SCORE, RealReference
 from samplegan_tune.search import STOPPED_EARLY, OutcomeAwareOptunaSearch, trial_outcome
 from samplegan_tune.space import SearchSettings
 from samplegan_tune.synthetic import synthetic_songs
-from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, Trial, TrialData, reference_clips
+from samplegan_tune.trial import (
+    COLLAPSED_SCORE,
+    FLAGGED,
+    REPORTS,
+    Trial,
+    TrialData,
+    reference_clips,
+)
 
 SETTINGS = SearchSettings(max_reports=2, steps_per_report=3, grace_period=2, eval_rollouts=4,
                           eval_seconds=0.5, rank_rollouts=4)  # fmt: skip
@@ -34,7 +47,9 @@ def test_reports_carry_losses_quality_and_no_reason(tiny: TrainConfig, data: Tri
     trial = Trial(tiny, data, SETTINGS)
     report = trial.run_interval()
     assert report[REASON_METRIC] == "" and report["reports"] == 1 and report["step"] == 3
-    assert 0 < report[SCORE] < COLLAPSED_SCORE and "loss/recon_l1" in report
+    # A 3-step model may already be judged a failure: then its report is flagged, not scored.
+    assert (0 < report[SCORE] < COLLAPSED_SCORE) != bool(report[FLAGGED])
+    assert "loss/recon_l1" in report and "quality/spectral_change" in report
     assert report["time/train_s"] > 0 and not trial.finished
     trial.run_interval()
     assert trial.finished
@@ -94,3 +109,30 @@ def test_resumed_searcher_keeps_an_outcome_told_before_the_crash(tmp_path: Path)
     resumed.on_trial_complete("t1", {SCORE: 0.5, REPORTS: 2, REASON_METRIC: ""})
     (trial,) = optuna.load_study(study_name="s", storage=storage).trials
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 1.0
+
+
+def test_a_report_before_the_grace_period_is_judged_all_the_same(
+    tiny: TrainConfig, data: TrialData
+) -> None:
+    """A detector that fires before ASHA's grace period flags the report: its checkpoint
+    scores COLLAPSED_SCORE (never ranked), and the trial stops once the grace period is over."""
+    trial = Trial(tiny, data, SETTINGS)  # grace period: 2 reports
+    trial.monitor = CollapseMonitor(CollapseConfig(silence_margin_db=-200.0))  # always fires
+    first = trial.run_interval()
+    assert first[REASON_METRIC] == "" and first[FLAGGED] == SILENCE
+    assert first[SCORE] == COLLAPSED_SCORE
+    second = trial.run_interval()
+    assert second[REASON_METRIC] == SILENCE and second[FLAGGED] == ""
+
+
+def test_optuna_is_told_the_best_report_the_ranking_uses(tmp_path: Path) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    searcher = OutcomeAwareOptunaSearch(space=space, metric=SCORE, mode="min",
+                                        storage=storage, study_name="s", max_reports=3)  # fmt: skip
+    searcher.suggest("t1")
+    for i, score in enumerate([5.0, 2.0, COLLAPSED_SCORE], start=1):
+        searcher.on_trial_result("t1", {SCORE: score, "training_iteration": i})
+    searcher.on_trial_complete("t1", {SCORE: 4.0, REPORTS: 3, REASON_METRIC: ""})
+    (trial,) = optuna.load_study(study_name="s", storage=storage).trials
+    assert trial.value == 2.0 and trial.intermediate_values == {1: 5.0, 2: 2.0}
