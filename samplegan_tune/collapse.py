@@ -217,3 +217,42 @@ def looping_share(
     looped = repetition(frames, reference.sample_rate) < cfg.looping_ratio * real_rep
     frozen = spectral_change(frames) < cfg.frozen_ratio * real_change
     return float((looped | frozen).double().mean())
+
+
+_EVIDENCE = {
+    # reason: (the reported metric that shows it, the rule it broke)
+    D_OVERPOWERED: (SEPARATION_METRIC, "≥ {c.d_separation} for {c.d_patience} checks running"),
+    SILENCE: ("quality/loudness_dbfs", "{c.silence_margin_db:g} dB below the real audio's level"),
+    STATIC: (
+        "quality/flatness",
+        "noise-like: ≥ real + {c.static_margin}, ≥ {c.static_ratio}× real",
+    ),
+    STAGNANT: ("quality/spectral_change", "second half stuck (level, activity or spectrum)"),
+    LOOPING: (
+        "quality/repetition",
+        "repetition or spectral change < {c.looping_ratio} × the real clips' 10 % quantile",
+    ),
+    MODE_COLLAPSE: ("quality/diversity_ratio", "< {c.diversity_min}"),
+    NOISE_IGNORED: ("quality/noise_spread", "< {c.noise_spread_min}"),
+}
+
+
+def evidence(reason: str, report: dict, config: CollapseConfig | None = None) -> str:
+    """What a report measured that made `reason` fire, in words: the metric, its value, the
+    rule and the report, e.g. "quality/repetition = 0.012 at report 3 (rule: ...)"."""
+    cfg = config or CollapseConfig()
+    where = f"at report {report.get('reports', '?')}, step {report.get('step', '?')}"
+    if reason == EXPLODING_GRADIENTS:
+        grads = {k: v for k, v in report.items() if k.startswith("grad/")}
+        worst = max(grads, key=lambda k: grads[k], default=None)
+        value = f"{worst} = {grads[worst]:.3g}" if worst else "a gradient norm"
+        return f"{value} {where} (rule: > {cfg.grad_norm_max:g} for {cfg.grad_patience} checks)"
+    if reason == NON_FINITE:
+        return f"a loss, metric or weight was NaN or infinite {where}"
+    if reason not in _EVIDENCE:
+        detail = report.get("collapse/detail")
+        return f"{detail} {where}" if detail else where
+    metric, rule = _EVIDENCE[reason]
+    value = report.get(metric)
+    shown = f"{metric} = {value:.3g}" if isinstance(value, (int, float)) else f"{metric} n/a"
+    return f"{shown} {where} (rule: {rule.format(c=cfg)})"

@@ -106,5 +106,5 @@ def describe_position(score: float, scale: dict[str, float]) -> str:
     where = position(score, scale)
     if not math.isfinite(where):
         return ""
-    return f"{where:.2f} of the way from {REAL} ({sig3(scale[REAL])}) to a {LOOPED} " \
+    return f"{sig3(where)} of the way from {REAL} ({sig3(scale[REAL])}) to a {LOOPED} " \
            f"({sig3(scale[LOOPED])})"  # fmt: skip

@@ -1,90 +1,122 @@
-"""The listening page: rollouts and spectrograms of the top trials, learning curves, the
-collapse summary and Optuna's hyperparameter importances, as one static HTML folder."""
+"""The listening page: for each top trial a continuation and, beside it, the true continuation
+of the same primer (A/B, players and spectrograms on one colour scale); the score scale;
+learning curves; how every trial ended and why; Optuna's hyperparameter importances. One
+static HTML folder (`listening/`: index.html and media/)."""
 
 from __future__ import annotations
 
 import html
-import math
+import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import optuna
 import torch
-import torchaudio
-from PIL import Image
 
 from samplegan_tune.audio import write_wav
 from samplegan_tune.data import WindowSampler
 from samplegan_tune.experiment import Experiment
+from samplegan_tune.figures import (
+    colour_bar_svg,
+    colour_range,
+    curves_svg,
+    mel_db,
+    save_png,
+    spectrogram_svg,
+)
 from samplegan_tune.leaderboard import Entry, Leaderboard, describe_position, sig3
 from samplegan_tune.ranking import TrialSummary, load_ranked_model
 from samplegan_tune.rollout import rollout
 from samplegan_tune.scale import position
-from samplegan_tune.tblog import spectrogram_image
 from samplegan_tune.trial import PRIMER_SEED, TrialData
 
 PAGE_DIR = "listening"
 SHOWN = 5  # top trials with audio on the page
-_STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+PRIMER_SHOWN_S, CONTINUATION_S = 1.0, 4.0  # what each clip on the page holds
+_STYLE = """body{font-family:sans-serif;max-width:1250px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
-font-size:14px;text-align:left}img{max-width:100%;image-rendering:pixelated}
-.trial{border:1px solid #ddd;padding:1em;margin:1em 0}code{font-size:12px}"""
+font-size:14px;text-align:left;vertical-align:top}.trial{border:1px solid #ddd;padding:1em;
+margin:1em 0}.ab{display:flex;gap:1.5em;flex-wrap:wrap}.ab figure{margin:0}
+svg text.title{font-weight:bold}code{font-size:12px}"""
+
+
+@dataclass
+class _Clip:
+    stem: str  # media file name without suffix
+    title: str
+    audio: torch.Tensor  # (T,) primer (PRIMER_SHOWN_S) then continuation
 
 
 def write_page(
     exp: Experiment, data: TrialData, board: Leaderboard, summaries: list[TrialSummary]
 ) -> Path:
-    """Write `listening/index.html` (+ audio/ and img/) into the experiment folder."""
+    """Write `listening/index.html` and its media into the experiment folder."""
     folder = exp.folder / PAGE_DIR
     (folder / "media").mkdir(parents=True, exist_ok=True)
-    entries = board.entries
+    shown = board.entries[:SHOWN]
+    pairs = [_ab_clips(exp, data, e) for e in shown]
+    rate = exp.base_config.sample_rate
+    spectra = {c.stem: mel_db(c.audio, rate) for pair in pairs for c in pair}
+    low, high = colour_range(list(spectra.values())) if spectra else (-80.0, 0.0)
+    blocks = []
+    for entry, pair in zip(shown, pairs, strict=True):
+        figures = [_figure(folder, c, spectra[c.stem], low, high, rate) for c in pair]
+        blocks.append(_trial_block(entry, figures, board.scale))
     parts = [
         f"<h1>{html.escape(exp.name)}</h1>",
-        f"<p>Space <b>{html.escape(exp.space_name)}</b> — {html.escape(exp.space.description)}"
-        f"<br>Data: {html.escape(data.description)}<br>quality/score: lower is better. The "
-        "final scores come from primers in the held-out audio's final part, which the search "
-        "never used.</p>",
+        f"<p>Space <b>{html.escape(exp.space_name)}</b>: {html.escape(exp.space.description)}"
+        f"<br>Data: {html.escape(data.description)}<br>quality/score: lower is better. Final "
+        "scores, the scale and the clips below come from primers in the held-out audio's "
+        "final part, which the search never used.</p>",
         "<h2>How to read a score</h2>",
         _scale_table(board),
-        "<h2>Top trials</h2>",
-        _reference_block(folder, data),
-        *[_trial_block(folder, exp, data, e, board.scale) for e in entries[:SHOWN]],
-        "<h2>Learning curves (quality/score per report)</h2>",
-        _curves_svg(summaries, {e.trial_id for e in entries[:SHOWN]}),
+        "<h2>Top trials: generated (A) beside the true continuation (B)</h2>",
+        colour_bar_svg(low, high) if blocks else "<p>No trial survived to be ranked.</p>",
+        *blocks,
+        "<h2>Learning curves</h2>",
+        curves_svg({s.trial_id: s.curve for s in summaries}, [e.trial_id for e in shown]),
         "<h2>How trials ended</h2>",
         _outcome_table(summaries),
+        _early_endings(summaries),
         "<h2>Hyperparameter importance (Optuna, PED-ANOVA)</h2>",
         _importance_table(exp),
     ]
     page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(exp.name)}"
-        f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(exp.name)} — "
+        f"samplegan-tune</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     )
     path = folder / "index.html"
     path.write_text(page)
     return path
 
 
-def _media(folder: Path, stem: str, audio: torch.Tensor, rate: int) -> str:
-    """Write a WAV and its spectrogram; return the HTML showing both."""
-    write_wav(folder / "media" / f"{stem}.wav", audio, rate)
-    mel = torchaudio.transforms.MelSpectrogram(rate, n_fft=1024, hop_length=256, n_mels=80)
-    image = (spectrogram_image(audio.float(), mel) * 255).astype(np.uint8)
-    Image.fromarray(image).resize((min(4 * image.shape[1], 1000), 160)).save(
-        folder / "media" / f"{stem}.png"
-    )
+def _ab_clips(exp: Experiment, data: TrialData, entry: Entry) -> tuple[_Clip, _Clip]:
+    """The entry's continuation of one held-out primer, and what really followed it."""
+    model, _ = load_ranked_model(exp.folder, entry)
+    rate, context = model.cfg.sample_rate, model.cfg.context
+    head = max(context, round(PRIMER_SHOWN_S * rate))
+    length = round(CONTINUATION_S * rate)
+    heldout, _ = data.ranking_part
+    window = WindowSampler(heldout).fixed_windows(1, head + length, PRIMER_SEED)[0]
+    primer, truth = window[:head], window[head:]
+    generated = rollout(model, primer[None], length, seed=0)[0].float().cpu()
+    shown = primer[-round(PRIMER_SHOWN_S * rate) :]
     return (
-        f"<audio controls preload='none' src='media/{stem}.wav'></audio><br>"
-        f"<img alt='spectrogram of {stem}' src='media/{stem}.png'>"
+        _Clip(f"rank{entry.rank}-generated", "A: generated", torch.cat([shown, generated])),
+        _Clip(f"rank{entry.rank}-true", "B: true continuation", torch.cat([shown, truth])),
     )
 
 
-def _reference_block(folder: Path, data: TrialData) -> str:
-    rate = data.heldout.sample_rate
-    clip = data.heldout.file(0)[: 4 * rate]
+def _figure(folder: Path, clip: _Clip, db: torch.Tensor, low: float, high: float, rate: int) -> str:
+    """Write the clip's WAV and spectrogram PNG; return a player above the labelled figure."""
+    write_wav(folder / "media" / f"{clip.stem}.wav", clip.audio, rate)
+    seconds = clip.audio.shape[0] / rate
+    save_png(db, folder / "media" / f"{clip.stem}.png", low, high, seconds)
+    svg = spectrogram_svg(f"media/{clip.stem}.png", seconds, rate, PRIMER_SHOWN_S, clip.title)
     return (
-        f"<div class='trial'><h3>Real held-out audio</h3>{_media(folder, 'real', clip, rate)}</div>"
+        f"<figure class='{clip.stem.split('-')[-1]}'>{svg}<br><audio controls preload='none' "
+        f"src='media/{clip.stem}.wav'></audio></figure>"
     )
 
 
@@ -100,64 +132,28 @@ def _scale_table(board: Leaderboard) -> str:
     top = board.entries[0] if board.entries else None
     where = f"<p>Rank 1 is {describe_position(top.final_score, board.scale)}.</p>" if top else ""
     return (
-        "<p class='scale'>The same metrics on references that continue the same held-out "
-        "primers; position 0 = real music, 1 = a looped segment.</p>"
+        "<p>The same metrics, on references that continue the same held-out primers; "
+        "position 0 = real music, 1 = a looped segment.</p>"
         f"<table id='scale'><tr><th>reference</th><th>quality/score</th><th>position</th></tr>"
         f"{rows}</table>{where}"
     )
 
 
-def _trial_block(
-    folder: Path, exp: Experiment, data: TrialData, entry: Entry, scale: dict[str, float]
-) -> str:
-    model, _ = load_ranked_model(exp.folder, entry)
-    rate = model.cfg.sample_rate
-    primer = WindowSampler(data.heldout).fixed_windows(1, rate, PRIMER_SEED)
-    continuation = rollout(model, primer, 4 * rate, seed=0)[0].cpu()
-    audio = torch.cat([primer[0].cpu(), continuation])
+def _trial_block(entry: Entry, figures: list[str], scale: dict[str, float]) -> str:
     params = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(sig3(v)))}</td></tr>"
+        f"<tr><td>{html.escape(k)}</td><td class='param'>{html.escape(str(sig3(v)))}</td></tr>"
         for k, v in sorted(entry.params.items())
     )
     where = describe_position(entry.final_score, scale)
     return (
-        f"<div class='trial'><h3>#{entry.rank} — trial {html.escape(entry.trial_id)}</h3>"
-        f"<p>final score {sig3(entry.final_score)} ± {sig3(entry.score_spread)}"
-        f"{f' ({html.escape(where)})' if where else ''} (search {sig3(entry.search_score)}), "
-        f"step {entry.step}. "
-        f"1 s of real primer, then 4 s generated.</p>"
-        f"{_media(folder, f'rank{entry.rank}', audio, rate)}<table>{params}</table></div>"
+        f"<div class='trial' id='rank{entry.rank}'><h3>#{entry.rank}: trial "
+        f"{html.escape(entry.trial_id)}</h3><p>final score {sig3(entry.final_score)} ± "
+        f"{sig3(entry.score_spread)}{f' ({html.escape(where)})' if where else ''}; search "
+        f"score {sig3(entry.search_score)}; step {entry.step}. Each clip: "
+        f"{PRIMER_SHOWN_S:g} s of the real primer (dashed line: where it ends), then "
+        f"{CONTINUATION_S:g} s.</p><div class='ab'>{''.join(figures)}</div>"
+        f"<table class='params'>{params}</table></div>"
     )
-
-
-def _curves_svg(summaries: list[TrialSummary], highlight: set[str]) -> str:
-    curves = [s for s in summaries if s.curve]
-    if not curves:
-        return "<p>No healthy reports to plot.</p>"
-    width, height, pad = 900, 300, 40
-    xs = [x for s in curves for x, _ in s.curve]
-    ys = [math.log10(max(y, 1e-6)) for s in curves for _, y in s.curve]
-    x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-    y0, y1 = min(ys), max(max(ys), min(ys) + 1e-6)
-
-    def point(x: float, y: float) -> str:
-        px = pad + (x - x0) / (x1 - x0) * (width - 2 * pad)
-        py = height - pad - (math.log10(max(y, 1e-6)) - y0) / (y1 - y0) * (height - 2 * pad)
-        return f"{px:.1f},{py:.1f}"
-
-    lines = []
-    for s in curves:
-        color, stroke = ("#d33", 2.5) if s.trial_id in highlight else ("#999", 1)
-        pts = " ".join(point(x, y) for x, y in s.curve)
-        lines.append(
-            f"<polyline fill='none' stroke='{color}' stroke-width='{stroke}' "
-            f"points='{pts}'><title>{html.escape(s.trial_id)}</title></polyline>"
-        )
-    axes = (
-        f"<text x='{pad}' y='{height - 8}'>report {x0} … {x1}</text>"
-        f"<text x='4' y='16'>log10 quality/score {y0:.2f} … {y1:.2f} (red: top trials)</text>"
-    )
-    return f"<svg width='{width}' height='{height}' role='img'>{axes}{''.join(lines)}</svg>"
 
 
 def _outcome_table(summaries: list[TrialSummary]) -> str:
@@ -173,12 +169,28 @@ def _outcome_table(summaries: list[TrialSummary]) -> str:
     return f"<table>{head}{rows}</table>"
 
 
+def _early_endings(summaries: list[TrialSummary]) -> str:
+    """Every trial that ended early: its reason and what was measured."""
+    rows = "".join(
+        f"<tr><td>{html.escape(s.trial_id)}</td><td>{html.escape(s.outcome)}</td>"
+        f"<td>{html.escape(s.evidence)}</td></tr>"
+        for s in summaries
+        if s.outcome != "completed"
+    )
+    if not rows:
+        return ""
+    head = "<tr><th>trial</th><th>reason</th><th>evidence</th></tr>"
+    return f"<table id='early'>{head}{rows}</table>"
+
+
 def _importance_table(exp: Experiment) -> str:
     try:
         study = exp.study()
         evaluator = optuna.importance.PedAnovaImportanceEvaluator()
-        importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
-    except (ValueError, RuntimeError) as err:
+        with warnings.catch_warnings():  # "too few trials" is said below, once
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (KeyError, ValueError, RuntimeError) as err:
         return f"<p>Not available: {html.escape(str(err))}</p>"
     if not importances:
         return "<p>Not available: too few completed trials.</p>"

@@ -13,9 +13,9 @@ from typing import Any
 from ray import tune
 
 from samplegan_tune.checkpoint import load_checkpoint, model_from_state
-from samplegan_tune.collapse import REASON_METRIC, rollout_reasons
+from samplegan_tune.collapse import REASON_METRIC, evidence, rollout_reasons
 from samplegan_tune.experiment import Experiment
-from samplegan_tune.leaderboard import Entry, Leaderboard, write_leaderboard
+from samplegan_tune.leaderboard import Entry, Leaderboard, sig3, write_leaderboard
 from samplegan_tune.metrics import NOISE_SPREAD, SCORE
 from samplegan_tune.models import ContinuationModel
 from samplegan_tune.scale import score_scale
@@ -36,6 +36,7 @@ class TrialSummary:
     steps: int
     seconds: float
     curve: list[tuple[int, float]]  # (report, quality/score) of healthy reports
+    evidence: str = ""  # for a trial that ended early: what was measured, and the rule
 
 
 def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSummary]]:
@@ -59,8 +60,24 @@ def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSum
         summaries.append(TrialSummary(
             trial.trial_id, outcome, min((s for _, s in curve), default=math.inf),
             int(last.get("step", 0)), float(last.get("time_total_s", 0.0)), curve,
+            _evidence(outcome, last, exp),
         ))  # fmt: skip
     return analysis, summaries
+
+
+def _evidence(outcome: str, last: dict, exp: Experiment) -> str:
+    if outcome == "completed":
+        return ""
+    if outcome == "stopped_early":
+        return (f"ASHA: quality/score {sig3(last.get(SCORE))} at report {last.get('reports')} was "
+                f"not in the best 1/{exp.settings.reduction_factor} at its rung")  # fmt: skip
+    if outcome == "stopped_by_budget":
+        return (
+            f"--time-budget {exp.time_budget:g} s ended the search at report {last.get('reports')}"
+        )
+    if outcome == "error":
+        return "the trial raised an error (see its error.txt in the experiment folder)"
+    return evidence(outcome, last)
 
 
 def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderboard:

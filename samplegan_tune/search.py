@@ -29,6 +29,7 @@ from samplegan_tune.trainable import train_trial
 from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, TrialData
 
 OUTCOME_ATTR = "outcome"  # Optuna user attribute: "completed", a collapse reason, ...
+TUNE_ID_ATTR = "tune_trial_id"  # Optuna user attribute: the Tune trial's id
 STOPPED_EARLY = "stopped_early"  # ASHA cut the trial at a rung
 ERRORED = "error"
 LOST = "lost"  # still RUNNING in the study when the search ended
@@ -56,6 +57,12 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self._max_reports = max_reports
         self._best: dict[str, float] = {}  # saved with the searcher's state (its __dict__)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials:  # so the study's trials can be matched to Tune's
+            self._ot_trials[trial_id].set_user_attr(TUNE_ID_ATTR, trial_id)
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         score = result.get(SCORE, math.nan)
