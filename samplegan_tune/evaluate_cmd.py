@@ -47,20 +47,28 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE.pt",
         help="TorchScript model: (B, T) audio -> (B, E); default log-mel",
     )
-    parser.add_argument("--sample-rate", type=int, default=16000, help="Hz (default 16000)")
+    parser.add_argument("--sample-rate", type=int, default=16000, help="Hz")
     parser.add_argument(
         "--clip-seconds",
         type=float,
         default=2.0,
-        help=f"clip length, at least {MIN_CLIP_SECONDS:g} (default 2)",
+        help=f"clip length, at least {MIN_CLIP_SECONDS:g}",
     )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="also score a scale made of the --real audio: its clips split in halves (one "
+        "half the reference, the other real vs real), and that half's first second "
+        "repeated, its last --segment samples looped, and noise at its level",
+    )
+    parser.add_argument("--segment", type=int, default=500, help="the loop of --scale, samples")
 
 
 def evaluate_from_args(args: argparse.Namespace) -> int:
     """`run_evaluate` with the options of `add_evaluate_arguments`."""
-    return run_evaluate(
-        args.real, args.generated, args.sample_rate, args.json, args.embedding, args.clip_seconds
-    )
+    scale_segment = args.segment if args.scale else None
+    return run_evaluate(args.real, args.generated, args.sample_rate, args.json, args.embedding,
+                        args.clip_seconds, scale_segment)  # fmt: skip
 
 
 def run_evaluate(
@@ -70,6 +78,7 @@ def run_evaluate(
     as_json: bool = False,
     embedding: str | None = None,
     clip_seconds: float = 2.0,
+    scale_segment: int | None = None,
 ) -> int:
     """Print every metric, the quality score and the collapse detectors of `generated` vs
     `real` (`collapse/reason` the first that fires, `collapse/detectors` all of them).
@@ -82,6 +91,10 @@ def run_evaluate(
             "unavailable") instead of a table.
         embedding: a TorchScript embedding model file, or None for log-mel features.
         clip_seconds: clip length; a file's remainder shorter than that is dropped.
+        scale_segment: when given, the real clips are split in halves: the even ones are the
+            reference, the odd ones give the scale (`scale.reference_sets`; real vs real, the
+            first second repeated, this many samples looped, noise), and the generated set's
+            position on it (0 = real, 1 = the loop).
 
     Returns:
         0.
@@ -103,22 +116,52 @@ def run_evaluate(
     model = TorchScriptEmbedding(embedding) if embedding else LogMelEmbedding(sample_rate)
     real_clips = load_clips(real, sample_rate, clip_seconds, "--real")
     gen_clips = load_clips(generated, sample_rate, clip_seconds, "--generated")
+    if scale_segment is not None:
+        _check_scale_input(real_clips, scale_segment, clip_seconds, sample_rate)
+        real_clips, halves = real_clips[0::2], real_clips[1::2]
     with torch.no_grad():
         reference = RealReference.from_clips(real_clips, sample_rate, model)
         values, reasons = evaluate_clips(gen_clips, reference)
         fired = rollout_reasons(gen_clips, reference)
+        extra = {} if scale_segment is None else _scale(halves, reference, scale_segment, values)
     report: dict[str, object] = {
         **values,
         REASON_METRIC: fired[0] if fired else None,
         DETECTORS: fired,
         "clips/real": len(real_clips),
         "clips/generated": len(gen_clips),
+        **extra,
     }
     if as_json:
         print(json.dumps({**report, "unavailable": reasons}, indent=2, ensure_ascii=False))
     else:
         print(format_table(report, reasons))
     return 0
+
+
+def _check_scale_input(clips: torch.Tensor, segment: int, seconds: float, rate: int) -> None:
+    if len(clips) < 4:
+        raise UserInputError(f"--scale: needs ≥ 4 --real clips to split, got {len(clips)}")
+    if seconds < 2 * MIN_CLIP_SECONDS:
+        raise UserInputError(f"--scale: needs --clip-seconds ≥ {2 * MIN_CLIP_SECONDS:g}")
+    if not 0 < segment <= rate:
+        raise UserInputError(f"--segment {segment}: must be 1 ... {rate} samples")
+
+
+def _scale(
+    halves: torch.Tensor, reference: object, segment: int, values: dict[str, float | None]
+) -> dict[str, float | None]:
+    """`scale/<reference>` scores from the held-back half, and the generated set's position."""
+    from samplegan_tune.metrics import SCORE, evaluate_clips
+    from samplegan_tune.scale import PRIMER_SECONDS, position, reference_sets
+
+    primer = round(PRIMER_SECONDS * reference.sample_rate)
+    scale = {}
+    for name, (clips, again) in reference_sets(halves, primer, segment).items():
+        scale[name] = evaluate_clips(clips, reference, again)[0][SCORE]
+    where = position(values[SCORE], scale) if values[SCORE] is not None else math.nan
+    shown = {f"scale/{name}": score for name, score in scale.items()}
+    return {**shown, "scale/position": where if math.isfinite(where) else None}
 
 
 def load_clips(

@@ -134,3 +134,26 @@ def test_a_torchscript_embedding_file_can_be_used(audio: dict[str, Path], tmp_pa
     run_evaluate([str(audio["real"])], [str(audio["music"])], as_json=True, embedding=str(model))
     report = strict_json(capsys.readouterr().out)
     assert report["quality/fad_inf"] is not None and report["quality/kid"] is not None
+
+
+def test_scale_places_a_continuation_near_real_and_a_loop_near_the_loop(tmp_path: Path) -> None:
+    """`--scale` splits the real set in halves and scores references made of it: the song's
+    own continuation lands near 0 (real), a loop of it past halfway to 1 (a looped segment)."""
+    (_, song), *_ = synthetic_songs(40.0, SR, seed=8)
+    cut = 24 * SR
+    write_wav(tmp_path / "real.wav", song[:cut], SR)
+    write_wav(tmp_path / "continuation.wav", song[cut:], SR)
+    looped = song[cut - 500 : cut].repeat(16 * SR // 500 + 1)[: 16 * SR]
+    write_wav(tmp_path / "loop.wav", looped, SR)
+    position = {}
+    for name in ("continuation", "loop"):
+        run = cli("--real", tmp_path / "real.wav", "--generated", tmp_path / f"{name}.wav",
+                  "--clip-seconds", "3", "--scale", "--json")  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        report = strict_json(run.stdout)
+        scale = {
+            k: v for k, v in report.items() if k.startswith("scale/") and k != "scale/position"
+        }
+        assert scale["scale/real continuation"] < scale["scale/looped segment"]
+        position[name] = report["scale/position"]
+    assert position["continuation"] < 0.25 and position["loop"] > 0.5, position
