@@ -258,6 +258,21 @@ def test_unwritable_output_and_bad_model(env, tiny_yaml, tmp_path) -> None:
     assert_user_error(result, str(blocker))
 
 
+UNCREATABLE = "/proc/samplegan-nope/out"  # cannot be created even by root
+
+
+def test_every_writing_verb_refuses_an_uncreatable_path(trained, env, tmp_path) -> None:
+    """One line naming the path, exit 2, nothing written (the search variants, which need a
+    finished search, are in tests/test_search.py)."""
+    cases = [
+        ("train", "--steps", "2", "--out", UNCREATABLE),
+        ("generate", str(trained), "--seconds", "1", "--out", f"{UNCREATABLE}.wav"),
+        ("search", "--space", "smoke", "--storage", UNCREATABLE),
+    ]
+    for args in cases:
+        assert_user_error(cli(env, *args), UNCREATABLE)
+
+
 def test_a_collapsing_run_stops_and_says_why(env, tiny_yaml, tmp_path) -> None:
     out = tmp_path / "run"
     result = cli(env, "train", "--config", str(tiny_yaml), "--steps", "40", "--out", str(out),

@@ -75,6 +75,8 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
         env, "export", str(exp), "--rank", str(len(rows) + 1), "--out", str(tmp_path / "x")
     )
     assert beyond.returncode == 2 and "--rank" in beyond.stderr
+    nowhere = cli(env, "export", str(exp), "--out", "/proc/samplegan-nope/model")
+    assert nowhere.returncode == 2 and "/proc/samplegan-nope/model" in nowhere.stderr
     _check_page_renders(exp / "listening" / "index.html", tmp_path)
 
 
