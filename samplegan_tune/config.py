@@ -21,7 +21,7 @@ ADV_LOSSES = ("ns", "hinge", "lsgan", "wgan-gp")
 SEED_SOURCES = ("latent", "reconstruction")
 D_KINDS = ("single", "multiscale", "multiperiod")
 NORMS = ("spectral", "weight", "none")
-GAIN_MODES = ("context", "free")
+GAIN_MODES = ("context", "learned", "free")
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,19 @@ class TrainConfig:
     g_channels: int = 64  # width of the first generator block (halves per block, min 16)
     g_depth: int = 4  # upsampling blocks
     g_upsample: int = 2  # upsampling factor per block
-    gain_mode: str = "context"  # "context": G predicts its level relative to the primer's RMS
-    max_gain_db: float = 10.0  # bound on that relative level (gain_mode=context)
+    # Level rule (models.LevelRule): "context" a detached gain head regressed on the real level;
+    # "learned" a gain head fed the noise, trained through the waveform losses; "free" none.
+    gain_mode: str = "learned"
+    max_gain_db: float = 10.0  # bound on the level relative to the primer's (context, learned)
+    level_tolerance_db: float = 3.0  # loudness loss is zero within ±this gap (learned, free)
+    noise_film: bool = True  # noise (+ context-noise level) scales/shifts every G block (FiLM)
     # --- discriminators ---
     d_kind: str = "multiscale"  # segment D variant
     d_channels: int = 16
     d_depth: int = 4
     d_norm: str = "spectral"  # never batch norm in D
     d_context: bool = True  # condition D on the context latent (projection)
+    d_context_tail: int = 512  # D judges [last K context samples ‖ segment] (CARGAN, ≤ context)
     phase_shuffle: int = 2  # WaveGAN phase shuffle radius in samples (0 disables)
     # --- training ---
     batch_size: int = 16
@@ -68,6 +73,12 @@ class TrainConfig:
     # --- rollout-aware training ---
     rollout_steps: int = 4  # consecutive segments G generates per training example
     scheduled_sampling: float = 0.5  # chance a step's context holds G's own previous output
+    # Truncated backprop: gradients flow through G's fed-back output within chunks of tbptt
+    # steps (≤ rollout_steps), G's backward runs per chunk (memory bounded by tbptt steps); 0:
+    # the fed-back context is always detached and one backward covers the whole rollout.
+    tbptt: int = 2
+    ctx_noise_max: float = 0.3  # training: context + N(0, u·this·RMS), u ~ U(0, 1), u·this to G
+    ctx_noise_gen: float = 0.0  # the same relative noise level at evaluation and generation
     # --- loss weights (0 disables a term) ---
     lambda_adv: float = 1.0
     lambda_seq_adv: float = 1.0  # sequence D over the rollout_steps stitched segments
@@ -77,6 +88,8 @@ class TrainConfig:
     lambda_ae: float = 1.0
     lambda_loudness: float = 1.0
     lambda_gp: float = 10.0  # gradient penalty, used by adv_loss=wgan-gp only
+    lambda_ms: float = 1.0  # mode seeking: two noises, one context, must give different output
+    ms_target: float = 1.0  # output spread / noise spread beyond which mode seeking stops
     # --- bookkeeping ---
     seed: int = 0
 
@@ -104,6 +117,18 @@ class TrainConfig:
     def window(self) -> int:
         """Samples of real audio one training example needs: context + unrolled steps."""
         return self.context + self.rollout_steps * self.segment + self.crossfade
+
+    @property
+    def context_tail(self) -> int:
+        """Samples of context the segment D sees before each segment (d_context_tail, capped
+        at the context, so a space may vary both freely)."""
+        return min(self.d_context_tail, self.context)
+
+    @property
+    def tbptt_chunk(self) -> int:
+        """Rollout steps per truncated-backprop chunk: tbptt capped at rollout_steps; the
+        whole rollout when tbptt is 0."""
+        return min(self.tbptt, self.rollout_steps) if self.tbptt > 0 else self.rollout_steps
 
     def validate(self) -> None:
         """Raise UserInputError naming the first value out of its allowed range."""
@@ -161,11 +186,13 @@ _RULES: list[tuple[str, str, Any]] = [
     _between("g_upsample", 2, 8),
     _one_of("gain_mode", GAIN_MODES),
     _between("max_gain_db", 0.5, 40.0),
+    _between("level_tolerance_db", 0.0, 40.0),
     _one_of("d_kind", D_KINDS),
     _positive("d_channels"),
     _between("d_depth", 1, 8),
     _one_of("d_norm", NORMS),
     _between("phase_shuffle", 0, 16),
+    _at_least("d_context_tail", 0),
     _positive("batch_size"),
     _between("lr_g", 1e-7, 1.0e3),
     _between("lr_d", 1e-7, 1.0e3),
@@ -179,6 +206,10 @@ _RULES: list[tuple[str, str, Any]] = [
     _at_least("grad_clip", 0),
     _between("rollout_steps", 1, 64),
     _between("scheduled_sampling", 0.0, 1.0),
+    _at_least("tbptt", 0),
+    _between("ctx_noise_max", 0.0, 2.0),
+    ("ctx_noise_gen", "0 ... ctx_noise_max", lambda c: 0 <= c.ctx_noise_gen <= c.ctx_noise_max),
+    _between("ms_target", 0.01, 10.0),
     *[_at_least(name, 0.0) for name in _LAMBDAS],
 ]
 

@@ -45,6 +45,28 @@ def d_accuracy(real: Logits, fake: Logits) -> tuple[float, float]:
     return float(acc_real), float(acc_fake)
 
 
+def d_separation(real: Logits, fake: Logits) -> float:
+    """How well D tells real segments from fake ones, the same for every adversarial loss.
+
+    Per sub-discriminator, each segment's mean logit; then the share of (real, fake) segment
+    pairs in which the real one scores higher (ties count ½: the AUC, via sorting), averaged
+    over sub-discriminators. 0.5 = balanced, 1 = saturated. A logit's sign is a decision
+    boundary only for ns/hinge (lsgan's targets are 0/1, a wgan-gp critic has none); ranking
+    needs no boundary.
+
+    Args:
+        real, fake: per sub-discriminator, (B, ...) and (B', ...) logits.
+    """
+    parts = []
+    for r, f in zip(real, fake, strict=True):
+        r = r.detach().float().flatten(1).mean(1)  # (B,)
+        f = f.detach().float().flatten(1).mean(1).sort().values  # (B',)
+        below = torch.searchsorted(f, r, side="left").double()  # fakes under each real
+        ties = torch.searchsorted(f, r, side="right").double() - below
+        parts.append((below + 0.5 * ties).sum() / (len(r) * len(f)))
+    return float(torch.stack(parts).mean())
+
+
 def gradient_penalty(
     critic: Callable[[torch.Tensor], Logits], real: torch.Tensor, fake: torch.Tensor
 ) -> torch.Tensor:
@@ -94,9 +116,11 @@ def reconstruction(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(fake.float(), real.float())
 
 
-def loudness_gap(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference of per-example RMS level in dB (so decay costs linearly)."""
-    return (level_db(fake) - level_db(real)).abs().mean() / 20.0
+def loudness_gap(fake: torch.Tensor, real: torch.Tensor, tolerance_db: float = 0.0) -> torch.Tensor:
+    """Mean absolute difference of per-example RMS level in dB (so decay costs linearly),
+    /20; gaps within ±tolerance_db cost nothing, so the level may vary that much."""
+    gap = (level_db(fake) - level_db(real)).abs()
+    return F.relu(gap - tolerance_db).mean() / 20.0
 
 
 def gain_loss(
@@ -106,6 +130,28 @@ def gain_loss(
     relative to the anchor level (B, 1), clipped to the reachable ±max_gain_db."""
     target = level_db(real)[:, None] - 20 * torch.log10(anchor.float())
     return (gain_db.float() - target.clamp(-max_gain_db, max_gain_db)).abs().mean() / 20.0
+
+
+def noise_spread(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, T) twice -> (B,) RMS of the difference relative to the pair's RMS: 0 for equal
+    inputs, about sqrt(2) for independent ones at the same level."""
+    power = 0.5 * (a.float().pow(2).mean(-1) + b.float().pow(2).mean(-1))
+    return (a.float() - b.float()).pow(2).mean(-1).div(power + 1e-8).sqrt()
+
+
+def mode_seeking(
+    fake_a: torch.Tensor,
+    fake_b: torch.Tensor,
+    noise_a: torch.Tensor,
+    noise_b: torch.Tensor,
+    target: float,
+) -> torch.Tensor:
+    """Mode seeking (MSGAN), hinged as in DSGAN: two noises (B, N) on one context gave
+    fake_a, fake_b (B, T); the loss falls as their spread relative to the noises' spread
+    rises, up to `target` (bounded, unlike MSGAN's 1 / ratio)."""
+    noise = (noise_a - noise_b).float().pow(2).mean(-1).div(2).sqrt()  # ≈ 1 for N(0, 1)
+    ratio = noise_spread(fake_a, fake_b) / noise.clamp_min(1e-3)
+    return F.relu(target - ratio).mean()
 
 
 def level_db(x: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
 
+from samplegan_tune import losses
 from samplegan_tune.config import TrainConfig
 
 _SLOPE = 0.2  # LeakyReLU slope used throughout (WaveGAN / MelGAN practice)
@@ -34,6 +35,80 @@ def _normed(module: nn.Module, norm: str) -> nn.Module:
 def context_rms(context: torch.Tensor) -> torch.Tensor:
     """(B, C) -> (B, 1) root-mean-square level, floored so silence does not divide by zero."""
     return context.float().pow(2).mean(dim=-1, keepdim=True).add(1e-8).sqrt()
+
+
+def augment_context(
+    context: torch.Tensor, noise_level: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Context noise augmentation (GameNGen): context (B, C) + Gaussian noise whose RMS is
+    noise_level (B, 1) times the context's own RMS; the noise is drawn from `generator`."""
+    noise = torch.randn(context.shape, generator=generator).to(context.device, context.dtype)
+    return context + noise * (noise_level * context_rms(context)).to(context.dtype)
+
+
+class LevelRule(nn.Module):
+    """The one place a segment's loudness is decided, and how it is trained.
+
+    Levels are relative to an anchor, the RMS of the real context a rollout started from; a
+    level measured on the model's own output instead would feed every small bias back and
+    compound it over hundreds of steps.
+    - "context": G's unit-RMS waveform times a gain (±max_gain_db) predicted from the seed
+      and the drift of the current context from the anchor; the gain is applied detached (an
+      uncertain L1 prediction is best near zero) and regressed on the real level.
+    - "learned": the gain head also reads the noise and is trained through the waveform
+      losses (not detached); the loudness loss only acts beyond ±level_tolerance_db, and the
+      ±max_gain_db bound is the floor that keeps a rollout from fading out.
+    - "free": the waveform as G emits it, the loudness loss on its level.
+    """
+
+    def __init__(self, cfg: TrainConfig, seed_dim: int, cond_dim: int) -> None:
+        super().__init__()
+        self.mode, self.max_gain_db = cfg.gain_mode, cfg.max_gain_db
+        self.tolerance_db, self.segment = cfg.level_tolerance_db, cfg.segment
+        if self.mode != "free":
+            extra = cond_dim if self.mode == "learned" else 0
+            self.head = nn.Linear(seed_dim + 1 + extra, 1)
+
+    def prepare(
+        self, context: torch.Tensor, anchor: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """context (B, C), anchor (B, 1) or None (this context's level) -> the autoencoder's
+        input (B, C) (unit level unless "free"), the anchor (B, 1) and the drift (B, 1),
+        log10 of the context's level over the anchor."""
+        level = context_rms(context)
+        anchor = level if anchor is None else anchor
+        ae_in = context if self.mode == "free" else context / level.to(context.dtype)
+        return ae_in, anchor, torch.log10(level / anchor)
+
+    def forward(
+        self,
+        raw: torch.Tensor,
+        seed: torch.Tensor,
+        cond: torch.Tensor,
+        anchor: torch.Tensor,
+        drift: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """raw (B, T) G's waveform in (-1, 1), seed (B, L), cond (B, D) noise + noise level ->
+        the segment (B, T) and gain_db (B, 1), its level relative to the anchor."""
+        if self.mode == "free":
+            return raw, torch.zeros_like(anchor)
+        shape = raw / context_rms(raw).to(raw.dtype)
+        inputs = [seed, drift.to(seed.dtype)]
+        if self.mode == "learned":
+            inputs.append(cond.to(seed.dtype))
+        gain_db = self.max_gain_db * torch.tanh(self.head(torch.cat(inputs, dim=1)).float())
+        gain = gain_db.detach() if self.mode == "context" else gain_db
+        scale = anchor * torch.pow(10.0, gain / 20)
+        return torch.clamp(shape * scale.to(shape.dtype), -1.0, 1.0), gain_db
+
+    def loss(
+        self, fake: torch.Tensor, gain_db: torch.Tensor, anchor: torch.Tensor, real: torch.Tensor
+    ) -> torch.Tensor:
+        """fake (N, T) segments, gain_db (N, 1), anchor (N, 1), real (N, S) targets -> the
+        level loss (dB / 20)."""
+        if self.mode == "context":
+            return losses.gain_loss(gain_db, anchor, real, self.max_gain_db)
+        return losses.loudness_gap(fake[:, : self.segment], real, self.tolerance_db)
 
 
 class ContextAutoencoder(nn.Module):
@@ -72,7 +147,8 @@ class ContextAutoencoder(nn.Module):
         h = self.from_latent(latent).view(-1, self.bottom_ch, self.bottom_len)
         for conv in self.up:
             h = _act(conv(h))
-        return torch.tanh(_fit_length(self.out(h), self.context)).squeeze(1)
+        # Linear output: a unit-RMS context has peaks well above 1, which tanh would clip.
+        return _fit_length(self.out(h), self.context).squeeze(1)
 
     def forward(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         latent = self.encode(context)
@@ -80,13 +156,10 @@ class ContextAutoencoder(nn.Module):
 
 
 class Generator(nn.Module):
-    """Seed vector -> the next S + crossfade samples.
+    """Seed vector + noise -> the next S + crossfade samples, at the level `LevelRule` sets.
 
-    With `gain_mode="context"` the network emits a unit-level waveform shape plus a gain in dB,
-    bounded by `max_gain_db`, relative to an anchor level: the RMS of the real context a
-    rollout started from. A rollout therefore can neither fade into silence nor blow up (the
-    seed paper's "transient, then a stagnant waveform"); a level measured on the model's own
-    output instead would feed every small bias back and compound it over hundreds of steps.
+    The noise (and the context-noise level of augmentation) is concatenated to the seed and,
+    with `noise_film`, scales and shifts every upsampling block, where it cannot be ignored.
     """
 
     def __init__(self, cfg: TrainConfig) -> None:
@@ -95,16 +168,16 @@ class Generator(nn.Module):
         self.out_len = cfg.segment + cfg.crossfade
         self.base_len = math.ceil(self.out_len / cfg.g_upsample**cfg.g_depth)
         widths = [max(cfg.g_channels // 2**i, 16) for i in range(cfg.g_depth + 1)]
-        seed_dim = cfg.latent
+        seed_dim, cond_dim = cfg.latent, cfg.noise_dim + 1  # noise + context-noise level
         if cfg.seed_source == "reconstruction":
             self.reader = _Reader(cfg)
-        self.fc = nn.Linear(seed_dim + cfg.noise_dim, widths[0] * self.base_len)
+        self.fc = nn.Linear(seed_dim + cond_dim, widths[0] * self.base_len)
+        film = cond_dim if cfg.noise_film else 0
         self.blocks = nn.ModuleList(
-            _UpBlock(widths[i], widths[i + 1], cfg.g_upsample) for i in range(cfg.g_depth)
+            _UpBlock(widths[i], widths[i + 1], cfg.g_upsample, film) for i in range(cfg.g_depth)
         )
         self.out = nn.Conv1d(widths[-1], 1, kernel_size=7, padding=3)
-        # Gain head sees the seed and how far the current context has drifted from the anchor.
-        self.gain = nn.Linear(seed_dim + 1, 1)
+        self.level = LevelRule(cfg, seed_dim, cond_dim)
         self.widths = widths
 
     def seed(self, latent: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
@@ -114,26 +187,25 @@ class Generator(nn.Module):
         return latent
 
     def forward(
-        self, seed: torch.Tensor, noise: torch.Tensor, anchor: torch.Tensor, drift: torch.Tensor
+        self,
+        seed: torch.Tensor,
+        noise: torch.Tensor,
+        anchor: torch.Tensor,
+        drift: torch.Tensor,
+        noise_level: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """seed (B, L), noise (B, noise_dim), anchor (B, 1) level of the rollout's first
-        context, drift (B, 1) log10 of the current context level over the anchor ->
-        waveform (B, S + crossfade) and gain_db (B, 1), its level relative to `anchor`.
-
-        The gain is applied detached: the sample-wise losses cannot shrink it (an uncertain L1
-        prediction is best near zero); `gain_loss` trains it.
-        """
-        h = self.fc(torch.cat([seed, noise], dim=1)).view(-1, self.widths[0], self.base_len)
+        """seed (B, L), noise (B, noise_dim), anchor (B, 1) and drift (B, 1) (see LevelRule),
+        noise_level (B, 1) the relative noise added to the context (default 0) ->
+        waveform (B, S + crossfade) and gain_db (B, 1)."""
+        if noise_level is None:
+            noise_level = torch.zeros_like(anchor)
+        cond = torch.cat([noise, noise_level.to(noise.dtype)], dim=1)  # (B, noise_dim + 1)
+        h = self.fc(torch.cat([seed, cond.to(seed.dtype)], dim=1))
+        h = h.view(-1, self.widths[0], self.base_len)
         for block in self.blocks:
-            h = block(h)
-        shape = torch.tanh(self.out(_act(h))[:, 0, : self.out_len])
-        if self.cfg.gain_mode == "free":
-            return shape, torch.zeros_like(anchor)
-        shape = shape / context_rms(shape).to(shape.dtype)
-        raw = self.gain(torch.cat([seed, drift.to(seed.dtype)], dim=1)).float()
-        gain_db = self.cfg.max_gain_db * torch.tanh(raw)
-        scale = anchor * torch.pow(10.0, gain_db.detach() / 20)
-        return torch.clamp(shape * scale.to(shape.dtype), -1.0, 1.0), gain_db
+            h = block(h, cond)
+        raw = torch.tanh(self.out(_act(h))[:, 0, : self.out_len])
+        return self.level(raw, seed, cond, anchor, drift)
 
 
 class _Reader(nn.Module):
@@ -148,16 +220,23 @@ class _Reader(nn.Module):
 
 
 class _UpBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, factor: int) -> None:
+    """Transposed-conv upsampling + dilated residual convs; FiLM from `cond` when film > 0."""
+
+    def __init__(self, c_in: int, c_out: int, factor: int, film: int = 0) -> None:
         super().__init__()
         self.up = nn.ConvTranspose1d(c_in, c_out, 2 * factor, stride=factor, padding=factor // 2)
         self.res = nn.ModuleList(
             nn.Conv1d(c_out, c_out, 3, padding=d, dilation=d) for d in (1, 3, 9)
         )
+        self.film = nn.Linear(film, 2 * c_out) if film else None
         self.factor = factor
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x (B, C_in, T), cond (B, D) -> (B, C_out, T * factor)."""
         h = _fit_length(self.up(_act(x)), x.shape[-1] * self.factor)
+        if self.film is not None:
+            scale, shift = self.film(cond.to(h.dtype)).unsqueeze(-1).chunk(2, dim=1)
+            h = h * (1 + scale) + shift
         for conv in self.res:
             h = h + conv(_act(h))
         return h
@@ -173,18 +252,21 @@ class ContinuationModel(nn.Module):
         self.g = Generator(cfg)
 
     def forward(
-        self, context: torch.Tensor, noise: torch.Tensor, anchor: torch.Tensor | None = None
+        self,
+        context: torch.Tensor,
+        noise: torch.Tensor,
+        anchor: torch.Tensor | None = None,
+        noise_level: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """context (B, C), noise (B, noise_dim), anchor (B, 1) the level the rollout started at
-        (default: this context's) -> dict with "fake" (B, S + crossfade), "gain_db" (B, 1)
-        (see Generator), "latent" (B, L), "ae_in" (B, C) the autoencoder's input (the context
-        scaled to unit level when gain_mode="context") and "recon" (B, C) its output."""
-        level = context_rms(context)
-        anchor = level if anchor is None else anchor
-        ae_in = context / level if self.cfg.gain_mode == "context" else context
+        (default: this context's), noise_level (B, 1) the relative noise `augment_context`
+        added to the context (default 0) -> dict with "fake" (B, S + crossfade), "gain_db"
+        (B, 1) (see LevelRule), "latent" (B, L), "ae_in" (B, C) the autoencoder's input (the
+        context as the level rule scales it) and "recon" (B, C) its output."""
+        ae_in, anchor, drift = self.g.level.prepare(context, anchor)
         latent, recon = self.ae(ae_in)
-        drift = torch.log10(level / anchor)
-        fake, gain_db = self.g(self.g.seed(latent, recon), noise, anchor, drift)
+        seed = self.g.seed(latent, recon)
+        fake, gain_db = self.g(seed, noise, anchor, drift, noise_level)
         return {"fake": fake, "gain_db": gain_db, "latent": latent, "ae_in": ae_in, "recon": recon}
 
 
@@ -272,9 +354,13 @@ def build_discriminators(cfg: TrainConfig) -> tuple[Discriminator, SegmentDiscri
 
 
 def phase_shuffle(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """WaveGAN phase shuffle: shift (B, C, T) by a random -radius..radius, reflect-padded."""
+    """WaveGAN phase shuffle: shift (B, C, T) by a random -radius..radius, reflect-padded.
+
+    One draw from torch's global CPU generator per call, whatever the shift: replaying that
+    generator's state replays the shifts (the trainer's feature matching relies on it).
+    """
     shift = int(torch.randint(-radius, radius + 1, ()).item())
-    if shift == 0 or x.shape[-1] <= abs(shift):
+    if shift == 0 or x.shape[-1] <= 2 * abs(shift):  # reflect needs pad < what is left
         return x
     if shift > 0:
         return F.pad(x[..., :-shift], (shift, 0), mode="reflect")

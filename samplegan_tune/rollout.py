@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from samplegan_tune.models import ContinuationModel, context_rms
+from samplegan_tune.models import ContinuationModel, augment_context, context_rms
 
 
 def crossfade_join(
@@ -56,10 +56,13 @@ def rollout(
     context = fit_context(context, cfg.context)
     noise_rng = torch.Generator().manual_seed(seed)
     steps = math.ceil(num_samples / cfg.segment)
+    # The context-noise level the model was trained to read; 0 adds nothing, draws nothing.
+    level = torch.full_like(anchor, cfg.ctx_noise_gen)
     pieces, pending = [], None
     for _ in range(steps):
         noise = torch.randn(context.shape[0], cfg.noise_dim, generator=noise_rng).to(device)
-        fake = model(context, noise, anchor)["fake"].float()
+        seen = augment_context(context, level, noise_rng) if cfg.ctx_noise_gen > 0 else context
+        fake = model(seen, noise, anchor, level)["fake"].float()
         emitted, pending = crossfade_join(pending, fake, cfg.segment)
         pieces.append(emitted)
         context = torch.cat([context[:, cfg.segment :], emitted], dim=1)

@@ -19,12 +19,15 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 from ray import tune
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from samplegan_tune.collapse import REASON_METRIC
+from samplegan_tune.dashboard import name_objective
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.metrics import SCORE
+from samplegan_tune.tbsearch import TrialEvents
 from samplegan_tune.trainable import train_trial
 from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, TrialData
 
@@ -57,6 +60,7 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self._max_reports = max_reports
         self._best: dict[str, float] = {}  # saved with the searcher's state (its __dict__)
+        self._last_step: dict[str, int | None] = {}  # the last report seen of each trial
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
@@ -65,6 +69,7 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._last_step[trial_id] = result.get(TRAINING_ITERATION)
         score = result.get(SCORE, math.nan)
         if math.isfinite(score) and score < COLLAPSED_SCORE:
             self._best[trial_id] = min(score, self._best.get(trial_id, math.inf))
@@ -76,6 +81,9 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
     ) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        last = (result or {}).get(TRAINING_ITERATION)
+        if not error and last is not None and last != self._last_step.get(trial_id):
+            self.on_trial_result(trial_id, result)  # a scheduler's STOP passes it here only
         best = self._best.get(trial_id)
         state, value, outcome = trial_outcome(result or {}, error, self._max_reports, best)
         ot_trial = self._ot_trials[trial_id]
@@ -115,19 +123,30 @@ class CollapseStopper(tune.Stopper):
 
 
 class ProgressLine(tune.Callback):
-    """One line per finished trial (and at most every 15 s): counts and the best so far; and
-    a line a minute while no trial can start (the cluster is short of what a trial asks)."""
+    """A line when a trial starts (its sampled params), one per finished trial and at most
+    every 15 s on results, a heartbeat every minute while trials train, and a line a minute
+    while no trial can start (the cluster is short of what a trial asks)."""
 
-    def __init__(self, total: int, resources: dict[str, float] | None = None) -> None:
-        self.total, self.best, self.last_print = total, math.inf, 0.0
-        self.resources = resources or {}
+    def __init__(
+        self, total: int, resources: dict[str, float] | None = None, params: tuple = ()
+    ) -> None:
+        self.total, self.best, self.last_print = total, math.inf, time.monotonic()
+        self.resources, self.params = resources or {}, params
         self.done: dict[str, str] = {}
         self.waiting_since: float | None = None
 
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **_) -> None:
+        shown = ", ".join(f"{k}={_short(trial.config[k])}" for k in self.params
+                          if k in trial.config)  # fmt: skip
+        print(f"[search] trial {trial.trial_id} started: {shown}", flush=True)
+
     def on_step_end(self, iteration: int, trials: list, **_) -> None:
-        if any(t.status == "RUNNING" for t in trials) or not any(
-            t.status == "PENDING" for t in trials
-        ):
+        if any(t.status == "RUNNING" for t in trials):
+            self.waiting_since = None
+            if time.monotonic() - self.last_print >= WAIT_NOTE_S:
+                self._print(trials)
+            return
+        if not any(t.status == "PENDING" for t in trials):
             self.waiting_since = None
             return
         now = time.monotonic()
@@ -139,8 +158,9 @@ class ProgressLine(tune.Callback):
                   flush=True)  # fmt: skip
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **_) -> None:
-        if not result.get(REASON_METRIC):
-            self.best = min(self.best, result.get(SCORE, math.inf))
+        score = result.get(SCORE, math.inf)
+        if not result.get(REASON_METRIC) and score < COLLAPSED_SCORE:
+            self.best = min(self.best, score)
         if time.monotonic() - self.last_print > 15:
             self._print(trials)
 
@@ -164,6 +184,10 @@ class ProgressLine(tune.Callback):
             f" | best quality/score {best} (lower is better)",
             flush=True,
         )
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _waiting_line(asked: dict[str, float], pending: int) -> str:
@@ -200,6 +224,7 @@ def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tun
         sampler=sampler,
         max_reports=settings.max_reports,
     )
+    name_objective(exp)  # the searcher has created the study
     scheduler = (
         FIFOScheduler()
         if baseline
@@ -234,6 +259,10 @@ def trainable_for(exp: Experiment, data: TrialData) -> Any:
     return tune.with_resources(fn, trial_resources(exp))
 
 
+def searched_names(exp: Experiment) -> tuple[str, ...]:
+    return tuple(p.name for p in exp.space.params)
+
+
 def run_config(exp: Experiment) -> tune.RunConfig:
     return tune.RunConfig(
         name=exp.name,
@@ -243,7 +272,12 @@ def run_config(exp: Experiment) -> tune.RunConfig:
             num_to_keep=3, checkpoint_score_attribute=SCORE, checkpoint_score_order="min"
         ),
         failure_config=tune.FailureConfig(max_failures=3),
-        callbacks=[ProgressLine(exp.num_samples, trial_resources(exp))],
+        # the trials' own files (their TensorBoard rollout audio) go to their trial folders
+        sync_config=tune.SyncConfig(sync_artifacts=True),
+        callbacks=[
+            ProgressLine(exp.num_samples, trial_resources(exp)),
+            TrialEvents([p.name for p in exp.space.params], exp.settings.max_reports),
+        ],
         verbose=0,
     )
 
@@ -257,6 +291,8 @@ def run(exp: Experiment, data: TrialData, resume: bool = False) -> bool:
     for key, value in RAY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A trial that has not reported yet has no result file; Ray warns about it at the end.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if resume:
         tuner = tune.Tuner.restore(
             exp.tune_path, trainable=trainable_for(exp, data), resume_errored=True

@@ -177,7 +177,7 @@ def _search_and_rank(exp: Experiment, data: TrialData, resume: bool) -> int:
     """Run the search (or resume it; a resume with nothing left to run only ranks)."""
     from samplegan_tune import search
 
-    print(f"TensorBoard: tensorboard --logdir {exp.tune_path}  (every trial's curves)",
+    print(f"TensorBoard: tensorboard --logdir {exp.tune_path}  (trials' curves, audio, HPARAMS)",
           flush=True)  # fmt: skip
     if (not resume or _unfinished(exp) > 0) and search.run(exp, data, resume=resume):
         finished = exp.num_samples - _unfinished(exp)
@@ -189,15 +189,18 @@ def _search_and_rank(exp: Experiment, data: TrialData, resume: bool) -> int:
 
 
 def _rank_and_report(exp: Experiment, data: TrialData, top_k: int | None) -> None:
-    from samplegan_tune import listening, ranking
+    from samplegan_tune import dashboard, listening, ranking
 
     board = ranking.rank(exp, data, top_k)
     _, summaries = ranking.load_trials(exp)
     page = listening.write_page(exp, data, board, summaries)
+    dashboard.name_objective(exp)  # also for a study from before it was named
+    dashboard.attach_media(exp, board)
     print((exp.folder / "leaderboard.md").read_text())
     if not board.entries:
         print(_why_no_survivor(summaries))
     print(f"leaderboard: {exp.folder / 'leaderboard.csv'}\nlistening page: {page}")
+    print(f"optuna-dashboard: {dashboard.command(exp)}  (pip install optuna-dashboard)")
 
 
 def _why_no_survivor(summaries: list) -> str:

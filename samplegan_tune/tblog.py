@@ -13,8 +13,8 @@ from tensorboardX import SummaryWriter
 class EventLog:
     """A thin writer over one TensorBoard run folder."""
 
-    def __init__(self, folder: str | Path, sample_rate: int) -> None:
-        self.writer = SummaryWriter(str(folder))
+    def __init__(self, folder: str | Path, sample_rate: int, filename_suffix: str = "") -> None:
+        self.writer = SummaryWriter(str(folder), filename_suffix=filename_suffix)
         self.sample_rate = sample_rate
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate, n_fft=1024, hop_length=256, n_mels=80
@@ -31,6 +31,9 @@ class EventLog:
         self.writer.add_image(
             f"{tag}_spectrogram", spectrogram_image(clip, self.mel), step, dataformats="HW"
         )
+
+    def flush(self) -> None:
+        self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()

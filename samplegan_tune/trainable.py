@@ -17,12 +17,17 @@ from samplegan_tune import collapse
 from samplegan_tune.checkpoint import load_checkpoint, save_checkpoint
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.space import SearchSettings, config_from_trial_params
+from samplegan_tune.tblog import EventLog
 from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, Trial, TrialData
 
 CHECKPOINT_FILE = "trial.pt"
 NODE = "node"  # reported: the Ray node that ran the interval (which machine, on a cluster)
 INVALID_CONFIG = "invalid_config"  # collapse reasons of our own, beside collapse.py's
 OUT_OF_MEMORY = "out_of_memory"
+ROLLOUT_TAG = "rollout"  # TensorBoard: one rollout clip per report, and its spectrogram
+# The trainable's own event file, beside Ray's in the trial folder: a distinct name, so
+# that syncing the trial's working dir to storage never overwrites Ray's file.
+EVENTS_SUFFIX = ".rollouts"
 
 
 def train_trial(config: dict[str, Any], data: TrialData, settings: SearchSettings) -> None:
@@ -38,6 +43,15 @@ def train_trial(config: dict[str, Any], data: TrialData, settings: SearchSetting
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             trial.load_state_dict(load_checkpoint(Path(folder) / CHECKPOINT_FILE))
+    events = EventLog(tune.get_context().get_trial_dir(), cfg.sample_rate, EVENTS_SUFFIX)
+    try:
+        _run(trial, events, device)
+    finally:
+        events.close()
+
+
+def _run(trial: Trial, events: EventLog, device: str) -> None:
+    """Report every interval with a checkpoint (and a rollout clip to TensorBoard)."""
     while not trial.finished:
         try:
             report = trial.run_interval()
@@ -45,6 +59,9 @@ def train_trial(config: dict[str, Any], data: TrialData, settings: SearchSetting
             _report_infeasible(OUT_OF_MEMORY, f"CUDA out of memory on {device}")
             return
         report[NODE] = ray.get_runtime_context().get_node_id()
+        if trial.last_clips is not None:  # before the report: its checkpoint syncs the file
+            events.audio(ROLLOUT_TAG, trial.last_clips[0], trial.reports)
+            events.flush()
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(Path(folder) / CHECKPOINT_FILE, trial.state_dict())
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -11,10 +11,16 @@ import torch
 from samplegan_tune import losses
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, WindowSampler
-from samplegan_tune.models import ContinuationModel, build_discriminators, context_rms
+from samplegan_tune.models import (
+    ContinuationModel,
+    augment_context,
+    build_discriminators,
+    context_rms,
+)
 from samplegan_tune.rollout import crossfade_join
 
 Unroll = dict[str, torch.Tensor]
+_ONCE = ("ae_in", "recon", "fake_alt", "noise", "noise_alt")  # what step 0 alone reports
 
 
 class Trainer:
@@ -99,71 +105,142 @@ class Trainer:
         """Generate rollout_steps consecutive segments after each window's context.
 
         Each example runs free (its context fills with its own output, detached) with
-        probability `free_prob`, else teacher-forced on the real audio.
-
-        Returns a dict of "fake" (B, K, S + F) per-step outputs, "real" (B, K, S + F) targets,
-        "stitched" (B, K * S) crossfaded fake sequence, "real_seq" (B, K * S), "latent"
-        (B, K, L), "gain_db" (B, K, 1), the rollout's "anchor" level (B, 1), and step 0's
-        "ae_in" / "recon" (B, C).
+        probability `free_prob`, else teacher-forced on the real audio. Returns what
+        `_advance` returns, for the whole rollout.
         """
-        cfg = self.cfg
-        c, s, f = cfg.context, cfg.segment, cfg.crossfade
-        batch = windows.shape[0]
-        free = (torch.rand(batch, generator=self.rng) < free_prob).to(self.device)
-        context, pending = windows[:, :c], None
-        anchor = context_rms(context)
-        out: dict[str, list] = {key: [] for key in ("fake", "latent", "emitted", "gain_db")}
-        for k in range(cfg.rollout_steps):
+        state = self._start(windows, free_prob)
+        return self._advance(windows, state, 0, self.cfg.rollout_steps)
+
+    def _start(self, windows: torch.Tensor, free_prob: float) -> dict[str, Any]:
+        """A rollout's state before step 0: context (B, C), free mask (B,), anchor (B, 1)."""
+        free = (torch.rand(windows.shape[0], generator=self.rng) < free_prob).to(self.device)
+        context = windows[:, : self.cfg.context]
+        state = {"free": free, "context": context, "pending": None, "emitted": None}
+        return {**state, "anchor": context_rms(context)}
+
+    def _advance(
+        self,
+        windows: torch.Tensor,
+        state: dict[str, Any],
+        first: int,
+        last: int,
+        keep_graph: bool = False,
+        alt: bool = False,
+    ) -> Unroll:
+        """Steps first .. last - 1 of a rollout, continuing `state` (updated in place).
+
+        With `keep_graph` gradients flow through G's fed-back output (TBPTT inside a chunk);
+        with `alt` step 0 also runs with a second noise, for the mode-seeking loss.
+
+        Returns K' = last - first steps: "fake" (B, K', S + F) outputs, "real" (B, K', S + F)
+        targets, "stitched" (B, K' * S) crossfaded fake sequence, "real_seq" (B, K' * S),
+        "latent" (B, K', L), "gain_db" (B, K', 1), "fake_tail" / "real_tail" (B, K', tail)
+        the last context_tail samples of the context G saw / of the real audio, the
+        rollout's "anchor" (B, 1); from step 0: "ae_in" / "recon" (B, C), and with `alt`
+        "fake_alt" (B, S + F), "noise" / "noise_alt" (B, noise_dim).
+        """
+        c, s, tail = self.cfg.context, self.cfg.segment, self.cfg.context_tail
+        keys = ("fake", "latent", "emitted", "gain_db", "fake_tail")
+        out: dict[str, list] = {key: [] for key in keys}
+        once: Unroll = {}
+        for k in range(first, last):
             if k > 0:
-                own = torch.cat([context[:, s:], out["emitted"][-1].detach()], dim=1)
-                context = torch.where(free[:, None], own, windows[:, k * s : k * s + c])
-            noise = torch.randn(batch, cfg.noise_dim, generator=self.rng).to(self.device)
-            with self._autocast():
-                result = self.model(context, noise, anchor)
+                previous = state["emitted"] if keep_graph else state["emitted"].detach()
+                own = torch.cat([state["context"][:, s:], previous], dim=1)
+                real = windows[:, k * s : k * s + c]
+                state["context"] = torch.where(state["free"][:, None], own, real)
+            result = self._generate(state["context"], state["anchor"], alt and k == 0)
             if k == 0:
-                out["ae_in"], out["recon"] = result["ae_in"], result["recon"]
-            emitted, pending = crossfade_join(pending, result["fake"].float(), s)
-            out["fake"].append(result["fake"].float())
-            out["emitted"].append(emitted)
+                once = {key: result[key] for key in _ONCE if key in result}
+            fake = result["fake"].float()
+            state["emitted"], state["pending"] = crossfade_join(state["pending"], fake, s)
+            out["fake"].append(fake)
+            out["emitted"].append(state["emitted"])
+            out["fake_tail"].append(state["context"][:, c - tail :])
             for key in ("latent", "gain_db"):
                 out[key].append(result[key])
-        targets = [windows[:, c + k * s : c + k * s + s + f] for k in range(cfg.rollout_steps)]
+        result = {key: torch.stack(out[key], 1) for key in keys if key != "emitted"}
+        result.update(self._targets(windows, first, last), **once)
+        result.update(stitched=torch.cat(out["emitted"], 1), anchor=state["anchor"])
+        return result
+
+    def _targets(self, windows: torch.Tensor, first: int, last: int) -> Unroll:
+        """The real audio of steps first .. last - 1: "real", "real_seq", "real_tail"."""
+        cfg = self.cfg
+        c, s, f, tail = cfg.context, cfg.segment, cfg.crossfade, cfg.context_tail
+        starts = [c + k * s for k in range(first, last)]
         return {
-            "fake": torch.stack(out["fake"], 1),
-            "real": torch.stack(targets, 1),
-            "stitched": torch.cat(out["emitted"], 1),
-            "real_seq": windows[:, c : c + cfg.rollout_steps * s],
-            "latent": torch.stack(out["latent"], 1),
-            "gain_db": torch.stack(out["gain_db"], 1),
-            "anchor": anchor,
-            "ae_in": out["ae_in"],
-            "recon": out["recon"],
+            "real": torch.stack([windows[:, i : i + s + f] for i in starts], 1),
+            "real_seq": windows[:, starts[0] : starts[-1] + s],
+            "real_tail": torch.stack([windows[:, i - tail : i] for i in starts], 1),
         }
 
-    def _judge(self, segments: torch.Tensor, latents: torch.Tensor) -> tuple[list, list]:
-        """Segment D over (B, K, T) segments with their (B, K, L) context latents."""
+    def _generate(self, context: torch.Tensor, anchor: torch.Tensor, alt: bool) -> Unroll:
+        """One model call on context (B, C) with fresh noise and context-noise augmentation;
+        with `alt` a second call with a second noise on the same (augmented) context."""
+        batch = context.shape[0]
+        noise = self._noise(batch)
+        level = self._context_noise_level(batch)
+        seen = context if level is None else augment_context(context, level, self.rng)
         with self._autocast():
-            return self.d(segments.flatten(0, 1), latents.flatten(0, 1).detach())
+            result = self.model(seen, noise, anchor, level)
+            if alt:
+                noise_alt = self._noise(batch)
+                result["fake_alt"] = self.model(seen, noise_alt, anchor, level)["fake"].float()
+                result["noise"], result["noise_alt"] = noise, noise_alt
+        return result
+
+    def _noise(self, batch: int) -> torch.Tensor:
+        return torch.randn(batch, self.cfg.noise_dim, generator=self.rng).to(self.device)
+
+    def _context_noise_level(self, batch: int) -> torch.Tensor | None:
+        """(B, 1) relative context-noise level: U(0, ctx_noise_max) while training,
+        ctx_noise_gen otherwise; None when it is 0 (no augmentation, no RNG draw)."""
+        cfg = self.cfg
+        if self.model.training and cfg.ctx_noise_max > 0:
+            return (torch.rand(batch, 1, generator=self.rng) * cfg.ctx_noise_max).to(self.device)
+        if not self.model.training and cfg.ctx_noise_gen > 0:
+            return torch.full((batch, 1), cfg.ctx_noise_gen, device=self.device)
+        return None
+
+    def _judge(
+        self, segments: torch.Tensor, latents: torch.Tensor, tails: torch.Tensor
+    ) -> tuple[list, list]:
+        """Segment D over (B, K, T) segments, each after its (B, K, tail) context tail, with
+        their (B, K, L) context latents."""
+        with self._autocast():
+            return self.d(self._joint(segments, tails), latents.flatten(0, 1).detach())
+
+    def _joint(self, segments: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
+        """(B, K, T) segments after their (B, K, tail) context tails -> (B * K, tail + T)."""
+        flat = segments.flatten(0, 1)
+        if tails.shape[-1] == 0:
+            return flat
+        return torch.cat([tails.flatten(0, 1).to(flat.dtype), flat], dim=-1)
+
+    def _seq_pieces(self, sequence: torch.Tensor) -> list[torch.Tensor]:
+        """(B, K * S) -> the pieces of tbptt steps the sequence D judges (all K when 0)."""
+        return list(sequence.split(self.cfg.tbptt_chunk * self.cfg.segment, dim=1))
 
     def _d_step(self, windows: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
         with torch.no_grad():
             u = self.unroll(windows, cfg.scheduled_sampling)
-        real_logits, _ = self._judge(u["real"], u["latent"])
-        fake_logits, _ = self._judge(u["fake"], u["latent"])
+        real_logits, _ = self._judge(u["real"], u["latent"], u["real_tail"])
+        fake_logits, _ = self._judge(u["fake"], u["latent"], u["fake_tail"])
         parts = {"adv": losses.d_loss(cfg.adv_loss, real_logits, fake_logits)}
         if cfg.adv_loss == "wgan-gp":
             flat_latent = u["latent"].flatten(0, 1)
             parts["gp"] = losses.gradient_penalty(
                 lambda x: self.d(x, flat_latent)[0],
-                u["real"].flatten(0, 1),
-                u["fake"].flatten(0, 1),
+                self._joint(u["real"], u["real_tail"]),
+                self._joint(u["fake"], u["fake_tail"]),
             )
         if self.seq_d is not None:
             with self._autocast():
-                seq_real, _ = self.seq_d(u["real_seq"])
-                seq_fake, _ = self.seq_d(u["stitched"])
-            parts["seq_adv"] = losses.d_loss(cfg.adv_loss, [seq_real], [seq_fake])
+                seq_real = [self.seq_d(x)[0] for x in self._seq_pieces(u["real_seq"])]
+                seq_fake = [self.seq_d(x)[0] for x in self._seq_pieces(u["stitched"])]
+            parts["seq_adv"] = losses.d_loss(cfg.adv_loss, seq_real, seq_fake)
         weights = {"adv": 1.0, "gp": cfg.lambda_gp, "seq_adv": 1.0}
         total = losses.weighted_total(parts, weights)
         self.opt_d.zero_grad(set_to_none=True)
@@ -174,52 +251,70 @@ class Trainer:
         metrics = {f"loss/d_{name}": float(value.detach()) for name, value in parts.items()}
         metrics.update({"loss/d": float(total.detach()), "grad/d_norm": grad_norm})
         metrics.update({"d/acc_real": acc_real, "d/acc_fake": acc_fake})
+        metrics["d/separation"] = losses.d_separation(real_logits, fake_logits)
         return metrics
 
     def _g_step(self, windows: torch.Tensor) -> dict[str, float]:
+        """One G update over a rollout, in chunks of tbptt steps (one chunk when 0): each
+        chunk's losses are back-propagated at once, then the rollout's state is detached."""
         cfg = self.cfg
-        u = self.unroll(windows, cfg.scheduled_sampling)
-        parts = self._reconstruction_parts(u)
-        if self.adversarial:
-            parts.update(self._adversarial_parts(u))
-        weights = {
-            "recon_l1": cfg.lambda_recon_l1,
-            "recon_stft": cfg.lambda_recon_stft,
-            "loudness": cfg.lambda_loudness,
-            "ae": cfg.lambda_ae,
-            "adv": cfg.lambda_adv,
-            "seq_adv": cfg.lambda_seq_adv,
-            "fm": cfg.lambda_fm,
-        }
-        total = losses.weighted_total(parts, weights)
+        steps = cfg.rollout_steps
+        chunk = cfg.tbptt_chunk
+        state = self._start(windows, cfg.scheduled_sampling)
         self.opt_g.zero_grad(set_to_none=True)
-        total.backward()
+        sums: dict[str, float] = {}
+        for first in range(0, steps, chunk):
+            last = min(steps, first + chunk)
+            alt = first == 0 and cfg.lambda_ms > 0 and cfg.noise_dim > 0
+            u = self._advance(windows, state, first, last, cfg.tbptt > 0, alt)
+            total, parts = self._g_losses(u, (last - first) / steps)
+            if total.requires_grad:
+                total.backward()
+            for name, value in {**parts, "g_total": total}.items():
+                sums[f"loss/{name}"] = sums.get(f"loss/{name}", 0.0) + float(value.detach())
+            if alt:
+                spread = losses.noise_spread(u["fake"][:, 0], u["fake_alt"]).mean()
+                sums["g/noise_spread"] = float(spread.detach())
+            for key in ("context", "pending", "emitted"):
+                state[key] = state[key].detach()
         g_norm = self._clip(list(self.model.g.parameters()))
         ae_norm = self._clip(list(self.model.ae.parameters()))
         self.opt_g.step()
-        metrics = {f"loss/{name}": float(value.detach()) for name, value in parts.items()}
-        metrics.update({"loss/g_total": float(total.detach()), "grad/g_norm": g_norm})
-        metrics["grad/ae_norm"] = ae_norm
-        return metrics
+        return {**sums, "grad/g_norm": g_norm, "grad/ae_norm": ae_norm}
+
+    def _g_losses(self, u: Unroll, share: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """G's weighted loss over one chunk and its parts; per-step parts scaled by `share`
+        (the chunk's part of the rollout), once-per-rollout parts ("ae", "ms") not."""
+        cfg = self.cfg
+        parts = self._reconstruction_parts(u)
+        if self.adversarial:
+            parts.update(self._adversarial_parts(u))
+        if "fake_alt" in u:
+            pair = (u["fake"][:, 0], u["fake_alt"], u["noise"], u["noise_alt"])
+            parts["ms"] = losses.mode_seeking(*pair, cfg.ms_target)
+        names = ("recon_l1", "recon_stft", "loudness", "ae", "adv", "seq_adv", "fm", "ms")
+        weights = {name: getattr(cfg, f"lambda_{name}") for name in names}
+        scaled = {k: v if k in ("ae", "ms") else v * share for k, v in parts.items()}
+        total = losses.weighted_total(scaled, weights)
+        return total, {name: value.detach() for name, value in scaled.items()}
 
     def _reconstruction_parts(self, u: Unroll) -> dict[str, torch.Tensor]:
         fake, real = u["fake"].flatten(0, 1), u["real"].flatten(0, 1)
         s = self.cfg.segment
-        return {
+        parts = {
             "recon_l1": losses.reconstruction(fake, real),
             "recon_stft": losses.multi_resolution_stft(fake, real, self.stft_sizes),
             "loudness": self._loudness_loss(u, real[:, :s]),
-            "ae": self._ae_loss(u["recon"], u["ae_in"]),
         }
+        if "ae_in" in u:  # step 0 only
+            parts["ae"] = self._ae_loss(u["recon"], u["ae_in"])
+        return parts
 
     def _loudness_loss(self, u: Unroll, real: torch.Tensor) -> torch.Tensor:
-        """Level matching: of the gain head (gain_mode=context) or of the waveform (free)."""
-        if self.cfg.gain_mode == "context":
-            k = self.cfg.rollout_steps
-            anchor = u["anchor"].repeat_interleave(k, dim=0)  # matches flatten(0, 1) order
-            gain_db = u["gain_db"].flatten(0, 1)
-            return losses.gain_loss(gain_db, anchor, real, self.cfg.max_gain_db)
-        return losses.loudness_gap(u["fake"].flatten(0, 1)[:, : self.cfg.segment], real)
+        """The level rule's loss over the (B, K, ...) steps of `u`; real (B * K, S)."""
+        anchor = u["anchor"].repeat_interleave(u["fake"].shape[1], dim=0)  # flatten(0, 1) order
+        gain_db = u["gain_db"].flatten(0, 1)
+        return self.model.g.level.loss(u["fake"].flatten(0, 1), gain_db, anchor, real)
 
     def _ae_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return losses.reconstruction(recon, target) + losses.multi_resolution_stft(
@@ -228,9 +323,11 @@ class Trainer:
 
     def _adversarial_parts(self, u: Unroll) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        fake_logits, fake_feats = self._judge(u["fake"], u["latent"])
+        shifts = torch.get_rng_state()  # phase shuffle's draws (models.phase_shuffle) ...
+        fake_logits, fake_feats = self._judge(u["fake"], u["latent"], u["fake_tail"])
         with torch.no_grad():
-            _, real_feats = self._judge(u["real"], u["latent"])
+            torch.set_rng_state(shifts)  # ... replayed: FM compares maps shifted alike
+            _, real_feats = self._judge(u["real"], u["latent"], u["real_tail"])
         parts = {
             "adv": losses.g_loss(cfg.adv_loss, fake_logits),
             "fm": losses.feature_matching(real_feats, fake_feats),
@@ -278,13 +375,14 @@ class Trainer:
         s = self.cfg.segment
         fake, real = u["fake"][..., :s], u["real"][..., :s]
         gap_db = (losses.level_db(fake) - losses.level_db(real)).abs().mean()
-        real_logits, _ = self._judge(u["real"], u["latent"])
-        fake_logits, _ = self._judge(u["fake"], u["latent"])
+        real_logits, _ = self._judge(u["real"], u["latent"], u["real_tail"])
+        fake_logits, _ = self._judge(u["fake"], u["latent"], u["fake_tail"])
         acc_real, acc_fake = losses.d_accuracy(real_logits, fake_logits)
         self._set_training(True)
         metrics = {f"eval/{name}": float(parts[name]) for name in ("recon_l1", "recon_stft", "ae")}
         metrics.update({"eval/loudness_gap_db": float(gap_db)})
         metrics.update({"eval/d_acc_real": acc_real, "eval/d_acc_fake": acc_fake})
+        metrics["eval/d_separation"] = losses.d_separation(real_logits, fake_logits)
         return metrics
 
     def state_dict(self) -> dict[str, Any]:

@@ -100,6 +100,7 @@ class Trial:
         self.trainer = Trainer(cfg, data.train, data.heldout, device)
         self.monitor = collapse.CollapseMonitor()
         self.reports = 0
+        self.last_clips: torch.Tensor | None = None  # (B, T) the last report's rollouts
 
     @property
     def finished(self) -> bool:
@@ -112,6 +113,7 @@ class Trial:
         "collapse/reason" ("" when healthy); a collapsed trial reports COLLAPSED_SCORE.
         """
         reason, flagged, metrics = None, None, {}
+        self.last_clips = None
         started = time.perf_counter()
         for _ in range(self.settings.steps_per_report):
             metrics = self.trainer.step()
@@ -127,6 +129,7 @@ class Trial:
                 self.trainer.model, self.data.heldout, self.data.reference,
                 self.settings.eval_rollouts, self.settings.eval_seconds,
             )  # fmt: skip
+            self.last_clips = clips
             # Every report is judged by every detector; before ASHA's grace period a rollout
             # detector only flags the report (its checkpoint can never be ranked: it scores
             # COLLAPSED_SCORE) and the trial goes on, as a warming-up model may still learn.

@@ -73,3 +73,82 @@ def test_load_config_errors_name_the_file(tmp_path) -> None:
         load_config(listy)
     with pytest.raises(UserInputError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+# The config keys of checkpoints written before issue 11's knobs (noise_film, gain_mode
+# learned, level_tolerance_db, d_context_tail, tbptt, ctx_noise_*, lambda_ms, ms_target).
+OLD_KEYS = [
+    "sample_rate",
+    "normalise_dbfs",
+    "holdout_fraction",
+    "segment",
+    "context",
+    "crossfade",
+    "latent",
+    "ae_channels",
+    "ae_depth",
+    "seed_source",
+    "noise_dim",
+    "g_channels",
+    "g_depth",
+    "g_upsample",
+    "gain_mode",
+    "max_gain_db",
+    "d_kind",
+    "d_channels",
+    "d_depth",
+    "d_norm",
+    "d_context",
+    "phase_shuffle",
+    "batch_size",
+    "lr_g",
+    "lr_d",
+    "lr_ae",
+    "beta1",
+    "beta2",
+    "adv_loss",
+    "n_critic",
+    "d_warmup_steps",
+    "ae_pretrain_steps",
+    "grad_clip",
+    "rollout_steps",
+    "scheduled_sampling",
+    "lambda_adv",
+    "lambda_seq_adv",
+    "lambda_fm",
+    "lambda_recon_l1",
+    "lambda_recon_stft",
+    "lambda_ae",
+    "lambda_loudness",
+    "lambda_gp",
+    "seed",
+]
+
+
+def test_old_checkpoint_configs_still_load() -> None:
+    defaults = TrainConfig().to_dict()
+    old = {key: defaults[key] for key in OLD_KEYS}
+    cfg = TrainConfig.from_dict({**old, "rollout_steps": 6})
+    assert cfg.rollout_steps == 6 and cfg.tbptt == TrainConfig().tbptt
+    assert cfg.ctx_noise_gen == 0.0 and cfg.d_context_tail == TrainConfig().d_context_tail
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"ctx_noise_max": 0.1, "ctx_noise_gen": 0.2}, "ctx_noise_gen"),
+        ({"tbptt": -1}, "tbptt"),
+        ({"d_context_tail": -1}, "d_context_tail"),
+        ({"gain_mode": "loud"}, "gain_mode"),
+    ],
+)
+def test_new_knob_ranges(values: dict, key: str) -> None:
+    with pytest.raises(UserInputError, match=key):
+        TrainConfig.from_dict(values)
+
+
+def test_tail_and_tbptt_are_capped_so_spaces_can_vary_them_freely() -> None:
+    cfg = TrainConfig.from_dict({"context": 1024, "d_context_tail": 2048, "rollout_steps": 4})
+    assert cfg.context_tail == 1024 and cfg.replace(d_context_tail=0).context_tail == 0
+    assert cfg.replace(tbptt=9).tbptt_chunk == 4 and cfg.replace(tbptt=0).tbptt_chunk == 4
+    assert cfg.replace(tbptt=2).tbptt_chunk == 2

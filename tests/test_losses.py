@@ -79,3 +79,51 @@ def test_loudness_gap_is_linear_in_db() -> None:
 def test_weighted_total_skips_zero_weights_and_missing_parts() -> None:
     parts = {"a": torch.tensor(2.0), "b": torch.tensor(5.0)}
     assert losses.weighted_total(parts, {"a": 3.0, "b": 0.0, "c": 9.0}) == 6.0
+
+
+def test_loudness_gap_tolerance_is_a_dead_zone() -> None:
+    x = torch.randn(3, 256)
+    assert losses.loudness_gap(x * 0.1, x, tolerance_db=25.0) == 0.0  # 20 dB gap, tolerated
+    assert losses.loudness_gap(x * 0.1, x, tolerance_db=5.0) == pytest.approx(0.75, rel=1e-4)
+
+
+def test_noise_spread_reference_points() -> None:
+    a, b = torch.randn(2, 16000), torch.randn(2, 16000)
+    assert losses.noise_spread(a, a).tolist() == [0.0, 0.0]
+    assert losses.noise_spread(a, b).tolist() == pytest.approx([2**0.5] * 2, rel=0.03)
+    assert losses.noise_spread(a, 3 * a).tolist() == pytest.approx([2 / 5**0.5] * 2, rel=1e-4)
+
+
+def test_mode_seeking_is_finite_has_gradient_and_stops_at_its_target() -> None:
+    torch.manual_seed(0)
+    za, zb = torch.randn(4, 8), torch.randn(4, 8)
+    same = torch.randn(4, 64, requires_grad=True)
+    other = same.detach() + 1e-3 * torch.randn(4, 64)  # the noise all but ignored
+    loss = losses.mode_seeking(same, other, za, zb, target=1.0)
+    assert torch.isfinite(loss) and 0.9 < float(loss.detach()) <= 1.0
+    loss.backward()
+    assert same.grad is not None and same.grad.abs().sum() > 0
+    apart = losses.mode_seeking(torch.randn(4, 64), torch.randn(4, 64), za, zb, target=0.5)
+    assert apart == 0.0  # independent outputs are spread enough: no push
+    assert torch.isfinite(losses.mode_seeking(same, other, za, za, target=1.0))
+
+
+@pytest.mark.parametrize(
+    ("kind", "real_at", "fake_at"),
+    [("ns", 8.0, -8.0), ("hinge", 1.0, -1.0), ("lsgan", 1.0, 0.0), ("wgan-gp", 40.0, 25.0)],
+)
+def test_d_separation_reads_the_same_at_each_loss_optimum(
+    kind: str, real_at: float, fake_at: float
+) -> None:
+    """Each loss's own saturated targets read 1, its overlap 0.5; where the sign test fails."""
+    rng = torch.Generator().manual_seed(0)
+    real = [real_at + 0.1 * torch.randn(16, 5, generator=rng)]
+    fake = [fake_at + 0.1 * torch.randn(16, 5, generator=rng)]
+    assert losses.d_separation(real, fake) == 1.0
+    assert losses.d_separation(fake, real) == 0.0
+    assert losses.d_separation(real, [real_at + 0.1 * torch.randn(16, 5, generator=rng)]) == (
+        pytest.approx(0.5, abs=0.25)
+    )
+    assert losses.d_separation(_logits(2.0), _logits(2.0)) == 0.5  # ties count ½
+    if kind in ("lsgan", "wgan-gp"):  # no sign boundary: the old statistic misreads them
+        assert min(losses.d_accuracy(real, fake)) < 0.5

@@ -3,8 +3,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from samplegan_tune import losses
 from samplegan_tune.config import TrainConfig
-from samplegan_tune.models import ContinuationModel, build_discriminators, phase_shuffle
+from samplegan_tune.models import (
+    ContextAutoencoder,
+    ContinuationModel,
+    augment_context,
+    build_discriminators,
+    phase_shuffle,
+)
 
 
 def _run(cfg: TrainConfig) -> dict[str, torch.Tensor]:
@@ -19,7 +26,9 @@ def _run(cfg: TrainConfig) -> dict[str, torch.Tensor]:
         {},
         {"seed_source": "reconstruction"},
         {"gain_mode": "free"},
+        {"gain_mode": "learned", "noise_film": True},
         {"noise_dim": 0},
+        {"noise_dim": 0, "noise_film": True},
         {"g_upsample": 4, "g_depth": 2},
         {"segment": 50, "context": 300, "crossfade": 10},  # lengths that divide nothing
         {"ae_depth": 3, "context": 1000},
@@ -36,7 +45,7 @@ def test_continuation_shapes(tiny: TrainConfig, changes: dict) -> None:
 
 def test_context_gain_mode_tracks_the_context_level(tiny: TrainConfig) -> None:
     """G emits at the context's level within max_gain_db, whatever that level is."""
-    model = ContinuationModel(tiny)
+    model = ContinuationModel(tiny.replace(gain_mode="context"))
     noise = torch.randn(2, tiny.noise_dim)
     for level_db in (-40.0, -10.0):
         context = torch.randn(2, tiny.context)
@@ -83,3 +92,79 @@ def test_phase_shuffle_keeps_shape_and_content() -> None:
     shift = int((shuffled[0, 0, 10] - x[0, 0, 10]).item())
     assert abs(shift) <= 2
     assert torch.equal(shuffled[0, 0, 3:17], x[0, 0, 3 + shift : 17 + shift])
+
+
+def _two_noises(model: ContinuationModel, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    context = 0.1 * torch.randn(4, cfg.context)
+    a = model(context, torch.randn(4, cfg.noise_dim))["fake"]
+    return a, model(context, torch.randn(4, cfg.noise_dim))["fake"]
+
+
+def test_film_noise_reaches_every_block(tiny: TrainConfig) -> None:
+    """With noise_film, the noise changes the output even when the first layer ignores it."""
+    torch.manual_seed(0)
+    cfg = tiny.replace(noise_film=True)
+    model = ContinuationModel(cfg)
+    with torch.no_grad():
+        model.g.fc.weight[:, cfg.latent :] = 0.0  # the seed-concatenated noise, silenced
+    a, b = _two_noises(model, cfg)
+    assert losses.noise_spread(a, b).mean() > 0.05
+    plain_cfg = tiny.replace(noise_film=False, gain_mode="context")
+    plain = ContinuationModel(plain_cfg)
+    with torch.no_grad():
+        plain.g.fc.weight[:, tiny.latent :] = 0.0
+    a, b = _two_noises(plain, plain_cfg)
+    assert torch.allclose(a, b)  # concatenation alone is trivially ignored
+
+
+def test_autoencoder_reconstructs_peaks_above_one(tiny: TrainConfig) -> None:
+    """A unit-RMS context has peaks far above 1; the decoder must not clip them (no tanh)."""
+    torch.manual_seed(0)
+    ae = ContextAutoencoder(tiny.replace(latent=64))
+    t = torch.arange(tiny.context, dtype=torch.float32)
+    x = torch.sin(0.05 * t) + torch.sin(0.15 * t + 1.0)  # crest factor above sqrt(2)
+    x = (x / x.pow(2).mean().sqrt())[None]
+    opt = torch.optim.Adam(ae.parameters(), lr=5e-3)
+    for _ in range(100):
+        loss = (ae(x)[1] - x).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    recon = ae(x)[1].detach()
+    assert x.max() > 1.5 and recon.max() > 1.3  # tanh could never exceed 1
+    assert (recon - x).abs().mean() < 0.2
+
+
+def test_learned_level_reads_the_noise_and_passes_gradients(tiny: TrainConfig) -> None:
+    """gain_mode=learned: the level differs per noise and the waveform losses reach the gain
+    head; gain_mode=context applies its gain detached (only gain_loss trains it)."""
+    torch.manual_seed(0)
+    context = 0.1 * torch.randn(2, tiny.context)
+    noise = torch.randn(2, tiny.noise_dim)
+    for mode, reaches in (("learned", True), ("context", False)):
+        model = ContinuationModel(tiny.replace(gain_mode=mode))
+        out = model(context, noise)
+        out["fake"].pow(2).mean().backward()
+        grad = model.g.level.head.weight.grad
+        assert (grad is not None and grad.abs().sum() > 0) == reaches
+    learned = ContinuationModel(tiny.replace(gain_mode="learned"))
+    gains = [learned(context, torch.randn(2, tiny.noise_dim))["gain_db"] for _ in range(2)]
+    assert not torch.allclose(gains[0], gains[1])
+
+
+def test_context_noise_level_is_an_input(tiny: TrainConfig) -> None:
+    torch.manual_seed(0)
+    model = ContinuationModel(tiny)
+    context, noise = 0.1 * torch.randn(2, tiny.context), torch.randn(2, tiny.noise_dim)
+    quiet = model(context, noise)["fake"]
+    assert torch.equal(quiet, model(context, noise, noise_level=torch.zeros(2, 1))["fake"])
+    assert not torch.allclose(quiet, model(context, noise, noise_level=torch.ones(2, 1))["fake"])
+
+
+def test_augment_context_adds_noise_relative_to_the_level() -> None:
+    context = 0.2 * torch.randn(3, 4000)
+    level = torch.tensor([[0.0], [0.5], [1.0]])
+    noisy = augment_context(context, level, torch.Generator().manual_seed(0))
+    added = (noisy - context).pow(2).mean(-1).sqrt() / context.pow(2).mean(-1).sqrt()
+    assert added[0] == 0.0
+    assert added[1:].tolist() == pytest.approx([0.5, 1.0], rel=0.05)

@@ -61,14 +61,31 @@ def test_rollout_level_stays_anchored_to_the_primer(tiny: TrainConfig) -> None:
     """The seed paper's failure (a transient, then silence) cannot happen in gain_mode=context:
     even an untrained model's 100-segment rollout stays within max_gain_db of the primer."""
     torch.manual_seed(0)
-    model = ContinuationModel(tiny.replace(max_gain_db=6.0)).eval()
+    model = ContinuationModel(tiny.replace(gain_mode="context", max_gain_db=6.0)).eval()
     for level_db in (-35.0, -12.0):
         primer = torch.randn(1, tiny.context)
         primer = primer / primer.pow(2).mean().sqrt() * 10 ** (level_db / 20)
         audio = rollout(model, primer, 100 * tiny.segment, seed=0)
         per_segment = 10 * torch.log10(audio.view(-1, tiny.segment).pow(2).mean(-1))
         assert (per_segment - level_db).abs().max() <= 6.0 + 1.0
+    learned = ContinuationModel(tiny.replace(gain_mode="learned", max_gain_db=6.0)).eval()
+    audio = rollout(learned, primer, 100 * tiny.segment, seed=0)
+    per_segment = 10 * torch.log10(audio.view(-1, tiny.segment).pow(2).mean(-1))
+    assert (per_segment - level_db).abs().max() <= 6.0 + 1.0  # the bound is its floor too
     free = ContinuationModel(tiny.replace(gain_mode="free")).eval()
     audio = rollout(free, primer, 100 * tiny.segment, seed=0)
     per_segment = 10 * torch.log10(audio.view(-1, tiny.segment).pow(2).mean(-1))
     assert (per_segment - level_db).abs().max() > 7.0  # the naive mode is not held to it
+
+
+def test_generation_context_noise_is_deterministic_and_used(tiny: TrainConfig) -> None:
+    cfg = tiny.replace(ctx_noise_max=0.5, ctx_noise_gen=0.2)
+    torch.manual_seed(0)
+    noisy = ContinuationModel(cfg).eval()
+    clean = ContinuationModel(cfg.replace(ctx_noise_gen=0.0))
+    clean.load_state_dict(noisy.state_dict())
+    clean.eval()
+    context = 0.1 * torch.randn(2, tiny.context)
+    a = rollout(noisy, context, 5 * tiny.segment, seed=3)
+    assert torch.equal(a, rollout(noisy, context, 5 * tiny.segment, seed=3))
+    assert not torch.allclose(a, rollout(clean, context, 5 * tiny.segment, seed=3))
