@@ -42,6 +42,10 @@ def export(experiment: str | Path, rank: int, out: str | Path, force: bool = Fal
     if out.exists() and any(out.iterdir()) and not force:
         raise UserInputError(f"{out}: exists and is not empty; pass --force to replace it")
     entry = entries[rank - 1]
+    if entry.flags:
+        flags = ", ".join(entry.flags)
+        print(f"warning: rank {rank} is flagged {flags}: no trial of {exp.name} passed the "
+              "collapse detectors; this is its best attempt", flush=True)  # fmt: skip
     model, state = load_ranked_model(exp.folder, entry)
     manifest = {
         "format": FORMAT,

@@ -29,6 +29,7 @@ class Entry:
     checkpoint: str  # local copy of the checkpoint that was re-evaluated
     params: dict[str, Any]
     metrics: dict[str, float | None] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)  # detectors that fire on it: not music
 
 
 @dataclass
@@ -70,6 +71,9 @@ def _markdown(board: Leaderboard, columns: list[str], rows: list[dict[str, Any]]
         lines.append("")
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    if any(e.flags for e in board.entries):
+        lines += ["", "**No trial passed the collapse detectors.** These are the best attempts, "
+                  "each flagged (column `flagged`) with the failure it shows."]  # fmt: skip
     if board.rejected:
         lines += ["", "Candidates left off: they collapse when they play for longer:", ""]
         lines += [f"- trial {t}: {', '.join(r)}" for t, r in board.rejected.items()]
@@ -83,7 +87,8 @@ def _row(e: Entry, scale: dict[str, float]) -> dict[str, Any]:
         "trial": e.trial_id,
         "final score": f"{sig3(e.final_score)} ± {sig3(e.score_spread)}",
         "position": sig3(where) if math.isfinite(where) else "",
-        "search score": sig3(e.search_score),
+        "search score": sig3(e.search_score) if math.isfinite(e.search_score) else "",
+        "flagged": ", ".join(e.flags),
         "step": e.step,
         "params": json.dumps({k: sig3(v) for k, v in e.params.items()}, sort_keys=True),
     }

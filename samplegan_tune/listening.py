@@ -38,7 +38,7 @@ _STYLE = """body{font-family:sans-serif;max-width:1250px;margin:2em auto;color:#
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
 font-size:14px;text-align:left;vertical-align:top}.trial{border:1px solid #ddd;padding:1em;
 margin:1em 0}.ab{display:flex;gap:1.5em;flex-wrap:wrap}.ab figure{margin:0}
-svg text.title{font-weight:bold}code{font-size:12px}"""
+svg text.title{font-weight:bold}.flagged{color:#b00}code{font-size:12px}"""
 
 
 @dataclass
@@ -145,9 +145,12 @@ def _trial_block(entry: Entry, figures: list[str], scale: dict[str, float]) -> s
         for k, v in sorted(entry.params.items())
     )
     where = describe_position(entry.final_score, scale)
+    flag = (f"<p class='flagged'><b>Flagged: {html.escape(', '.join(entry.flags))}</b>. No "
+            "trial passed the collapse detectors; this is a best attempt, not music.</p>"
+            if entry.flags else "")  # fmt: skip
     return (
         f"<div class='trial' id='rank{entry.rank}'><h3>#{entry.rank}: trial "
-        f"{html.escape(entry.trial_id)}</h3><p>final score {sig3(entry.final_score)} ± "
+        f"{html.escape(entry.trial_id)}</h3>{flag}<p>final score {sig3(entry.final_score)} ± "
         f"{sig3(entry.score_spread)}{f' ({html.escape(where)})' if where else ''}; search "
         f"score {sig3(entry.search_score)}; step {entry.step}. Each clip: "
         f"{PRIMER_SHOWN_S:g} s of the real primer (dashed line: where it ends), then "

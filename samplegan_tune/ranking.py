@@ -24,6 +24,7 @@ from samplegan_tune.trial import COLLAPSED_SCORE, TrialData, score_model
 
 RANKED = "ranked"  # ranked/<rank>/trial.pt: local copies of the ranked checkpoints
 SURVIVED = ("completed", "stopped_early", "stopped_by_budget")
+NEVER_RANKED = ("error", "invalid_config", "out_of_memory")  # nothing trained worth hearing
 
 
 @dataclass
@@ -85,17 +86,26 @@ def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderbo
 
     Each candidate's best checkpoint rolls out `rank_seconds`-long continuations of the final
     held-out part (primers the search never saw); a candidate that any collapse detector
-    flags there is left off the leaderboard (and listed in its .md).
+    flags there is left off the leaderboard (and listed in its .md). When no candidate
+    passes, the leaderboard holds the best attempts instead, each flagged with its failure
+    (`Entry.flags`): the user still gets something to hear and export, never unlabelled.
     """
     analysis, summaries = load_trials(exp)
+    count = top_k or exp.settings.top_k
     survivors = sorted(
         (s for s in summaries if s.outcome in SURVIVED and s.best_score < COLLAPSED_SCORE),
         key=lambda s: s.best_score,
-    )[: top_k or exp.settings.top_k]  # fmt: skip
+    )[:count]  # fmt: skip
     by_id = {t.trial_id: t for t in analysis.trials}
-    judged = [_re_evaluate(exp, data, by_id[s.trial_id], s) for s in survivors]
-    entries = sorted((e for e, flags in judged if not flags), key=lambda e: e.final_score)
-    rejected = {e.trial_id: flags for e, flags in judged if flags}
+    judged = []
+    for summary in survivors:
+        entry, entry.flags = _re_evaluate(exp, data, by_id[summary.trial_id], summary)
+        judged.append(entry)
+    entries = sorted((e for e in judged if not e.flags), key=lambda e: e.final_score)
+    rejected = {e.trial_id: e.flags for e in judged if e.flags}
+    if not entries:  # the best attempts, each labelled with its failure
+        flagged = {e.trial_id: e for e in judged}
+        entries, rejected = _flagged_attempts(exp, data, summaries, by_id, flagged, count), {}
     shutil.rmtree(exp.folder / RANKED, ignore_errors=True)
     for rank_number, entry in enumerate(entries, start=1):
         entry.rank = rank_number
@@ -107,6 +117,29 @@ def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderbo
     board = Leaderboard(entries, scale, rejected)
     write_leaderboard(exp.folder, board)
     return board
+
+
+def _flagged_attempts(
+    exp: Experiment,
+    data: TrialData,
+    summaries: list[TrialSummary],
+    by_id: dict[str, Any],
+    judged: dict[str, Entry],
+    count: int,
+) -> list[Entry]:
+    """The `count` trials that trained longest, re-evaluated (or as already judged), each
+    flagged with what its long rollouts show or, failing that, why the trial ended."""
+    tried = [s for s in summaries if s.outcome not in NEVER_RANKED and s.steps > 0]
+    tried.sort(key=lambda s: (s.trial_id not in judged, -s.steps))
+    attempts = []
+    for summary in tried[:count]:
+        if summary.trial_id in judged:
+            entry = judged[summary.trial_id]
+        else:
+            entry, flags = _re_evaluate(exp, data, by_id[summary.trial_id], summary)
+            entry.flags = flags or [summary.outcome]
+        attempts.append(entry)
+    return sorted(attempts, key=lambda e: e.final_score)
 
 
 def _re_evaluate(

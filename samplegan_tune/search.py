@@ -275,7 +275,7 @@ def run_config(exp: Experiment) -> tune.RunConfig:
         # the trials' own files (their TensorBoard rollout audio) go to their trial folders
         sync_config=tune.SyncConfig(sync_artifacts=True),
         callbacks=[
-            ProgressLine(exp.num_samples, trial_resources(exp)),
+            ProgressLine(exp.num_samples, trial_resources(exp), searched_names(exp)),
             TrialEvents([p.name for p in exp.space.params], exp.settings.max_reports),
         ],
         verbose=0,

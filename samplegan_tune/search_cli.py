@@ -199,6 +199,9 @@ def _rank_and_report(exp: Experiment, data: TrialData, top_k: int | None) -> Non
     print((exp.folder / "leaderboard.md").read_text())
     if not board.entries:
         print(_why_no_survivor(summaries))
+    elif board.entries[0].flags:
+        print("no trial passed the collapse detectors: the leaderboard lists the best attempts, "
+              "each flagged with its failure (column `flagged`)")  # fmt: skip
     print(f"leaderboard: {exp.folder / 'leaderboard.csv'}\nlistening page: {page}")
     print(f"optuna-dashboard: {dashboard.command(exp)}  (pip install optuna-dashboard)")
 

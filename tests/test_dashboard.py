@@ -58,7 +58,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_dashboard_shows_objective_curves_and_media(searched: Path) -> None:
     board = json.loads((searched / "leaderboard.json").read_text())
-    assert board["entries"], "at least one trial must survive to be ranked"
+    assert board["entries"], "ranked survivors or flagged best attempts"
     with _dashboard(searched) as get:
         studies = json.loads(get("/api/studies"))["study_summaries"]
         study_id = next(s["study_id"] for s in studies if s["study_name"] == "tiny")
@@ -87,7 +87,7 @@ def test_tensorboard_reads_hparams_curves_and_audio(searched: Path) -> None:
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     board = json.loads((searched / "leaderboard.json").read_text())
-    assert board["entries"], "at least one trial must survive to be ranked"
+    assert board["entries"], "ranked survivors or flagged best attempts"
     ranked = searched / f"trial_{board['entries'][0]['trial_id']}"
     params = {p.name for p in load_space("smoke").params}
     for folder in sorted(searched.glob("trial_*")):
