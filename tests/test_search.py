@@ -60,8 +60,6 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
     # Ranked survivors, or (tiny models rarely pass the detectors) the best attempts, each
     # labelled with the failure it shows: never an unlabelled collapsed model.
     assert rows, "the leaderboard lists the survivors or the flagged best attempts"
-    detectors = set(ROLLOUT_REASONS) | set(TRAINING_REASONS)
-    assert all(set(r["flagged"].split(", ")) <= detectors for r in rows if r["flagged"])
     assert all(not r["flagged"] for r in rows) or "best attempts" in result.stdout
     finals = [float(r["final score"].split()[0]) for r in rows]
     assert finals == sorted(finals) and [int(r["rank"]) for r in rows] == list(
