@@ -6,6 +6,7 @@ static HTML folder (`listening/`: index.html and media/)."""
 from __future__ import annotations
 
 import html
+import math
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -152,11 +153,17 @@ def _trial_block(entry: Entry, figures: list[str], scale: dict[str, float]) -> s
         f"<div class='trial' id='rank{entry.rank}'><h3>#{entry.rank}: trial "
         f"{html.escape(entry.trial_id)}</h3>{flag}<p>final score {sig3(entry.final_score)} ± "
         f"{sig3(entry.score_spread)}{f' ({html.escape(where)})' if where else ''}; search "
-        f"score {sig3(entry.search_score)}; step {entry.step}. Each clip: "
+        f"score {_search_score(entry)}; step {entry.step}. Each clip: "
         f"{PRIMER_SHOWN_S:g} s of the real primer (dashed line: where it ends), then "
         f"{CONTINUATION_S:g} s.</p><div class='ab'>{''.join(figures)}</div>"
         f"<table class='params'>{params}</table></div>"
     )
+
+
+def _search_score(entry: Entry) -> str:
+    if math.isfinite(entry.search_score):
+        return str(sig3(entry.search_score))
+    return "none (every report was flagged)"
 
 
 def _outcome_table(summaries: list[TrialSummary]) -> str:

@@ -67,7 +67,7 @@ def test_every_packaged_space_trains(env, tmp_path: Path, space: str) -> None:
 
 def test_user_space_with_every_form_never_waits_for_a_missing_gpu(env, tmp_path: Path) -> None:
     path = tmp_path / "mine.yaml"
-    path.write_text(yaml.safe_dump(EVERY_FORM))
+    path.write_text(yaml.safe_dump(EVERY_FORM, sort_keys=False))  # params keep their order
     started = time.monotonic()
     result = cli(env, "search", "--space", str(path), "--smoke", "--num-cpus", "2",
                  "--storage", str(tmp_path), "--name", "mine", timeout=600)  # fmt: skip
