@@ -51,13 +51,16 @@ def write_leaderboard(folder: Path, board: Leaderboard) -> None:
     data = {"scale": board.scale, "rejected": board.rejected,
             "entries": [asdict(e) for e in board.entries]}  # fmt: skip
     (folder / f"{LEADERBOARD}.json").write_text(json.dumps(data, indent=2))
-    rows = [_row(e, board.scale) for e in board.entries]
+    # The scale rides along in every CSV row, so a spreadsheet can place each score too.
+    rows = [{**_row(e, board.scale), **{f"scale: {k}": sig3(v) for k, v in board.scale.items()}}
+            for e in board.entries]  # fmt: skip
     columns = list(rows[0]) if rows else ["rank", "trial", "final score", "position"]
     with open(folder / f"{LEADERBOARD}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    (folder / f"{LEADERBOARD}.md").write_text(_markdown(board, columns, rows))
+    shown = [c for c in columns if not c.startswith("scale: ")]  # the .md has its own table
+    (folder / f"{LEADERBOARD}.md").write_text(_markdown(board, shown, rows))
 
 
 def _markdown(board: Leaderboard, columns: list[str], rows: list[dict[str, Any]]) -> str:

@@ -61,6 +61,9 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
     # labelled with the failure it shows: never an unlabelled collapsed model.
     assert rows, "the leaderboard lists the survivors or the flagged best attempts"
     assert all(not r["flagged"] for r in rows) or "best attempts" in result.stdout
+    scale = {k: float(v) for k, v in rows[0].items() if k.startswith("scale: ")}
+    assert scale["scale: real continuation"] < scale["scale: looped segment"]  # a usable scale
+    assert "| reference | quality/score | position |" in (exp / "leaderboard.md").read_text()
     finals = [float(r["final score"].split()[0]) for r in rows]
     assert finals == sorted(finals) and [int(r["rank"]) for r in rows] == list(
         range(1, len(rows) + 1)
