@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,22 @@ def cli(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.Compl
         [sys.executable, "-m", "samplegan_tune.cli", *args],
         capture_output=True, text=True, env=env, timeout=timeout,
     )  # fmt: skip
+
+
+def start_smoke_driver(env: dict[str, str], storage: Path, name: str) -> subprocess.Popen:
+    """A 4-trial smoke search, one trial at a time, in its own process group (as a terminal
+    runs it)."""
+    args = [sys.executable, "-m", "samplegan_tune.cli", "search", "--space", "smoke",
+            "--num-samples", "4", "--max-concurrent", "1", "--num-cpus", "2",
+            "--storage", str(storage), "--name", name]  # fmt: skip
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # fmt: skip
+
+
+def wait_for_checkpoints(experiment: Path, count: int, timeout: float = 300) -> None:
+    """Until the search in `experiment` has saved `count` trial checkpoints."""
+    deadline = time.monotonic() + timeout
+    while (
+        time.monotonic() < deadline and len(list(experiment.glob("trial_*/checkpoint_*"))) < count
+    ):
+        time.sleep(0.5)

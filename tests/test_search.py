@@ -8,8 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -18,7 +16,7 @@ import soundfile as sf
 
 from samplegan_tune.collapse import ROLLOUT_REASONS, TRAINING_REASONS
 from samplegan_tune.experiment import Experiment
-from tests.conftest import cli
+from tests.conftest import cli, start_smoke_driver, wait_for_checkpoints
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -106,15 +104,9 @@ def _check_page_renders(page: Path, tmp_path: Path) -> None:
 
 def test_interrupted_search_resumes_to_exactly_num_samples(env, tmp_path: Path) -> None:
     storage = tmp_path / "results"
-    args = [sys.executable, "-m", "samplegan_tune.cli", "search", "--space", "smoke",
-            "--num-samples", "4", "--max-concurrent", "1", "--num-cpus", "2",
-            "--storage", str(storage), "--name", "cut"]  # fmt: skip
-    driver = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True)  # fmt: skip
+    driver = start_smoke_driver(env, storage, "cut")
     exp = storage / "cut"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len(list(exp.glob("trial_*/checkpoint_*"))) < 2:
-        time.sleep(0.5)
+    wait_for_checkpoints(exp, 2)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver crashes, taking its local Ray along
     driver.wait(timeout=60)
     assert not (exp / "leaderboard.json").exists(), "the search must have been cut short"

@@ -7,8 +7,6 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import yaml
 
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.space import builtin_spaces
-from tests.conftest import cli
+from tests.conftest import cli, start_smoke_driver, wait_for_checkpoints
 
 pytestmark = pytest.mark.slow
 EVERY_FORM = {
@@ -84,15 +82,9 @@ def test_user_space_with_every_form_never_waits_for_a_missing_gpu(env, tmp_path:
 
 
 def test_ctrl_c_says_how_to_resume(env, tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "samplegan_tune.cli", "search", "--space", "smoke",
-            "--num-samples", "4", "--max-concurrent", "1", "--num-cpus", "2",
-            "--storage", str(tmp_path), "--name", "cut"]  # fmt: skip
-    driver = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True)  # fmt: skip
+    driver = start_smoke_driver(env, tmp_path, "cut")
     exp = tmp_path / "cut"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list(exp.glob("trial_*/checkpoint_*")):
-        time.sleep(0.5)
+    wait_for_checkpoints(exp, 1)
     os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     output, _ = driver.communicate(timeout=300)
     assert driver.returncode == 130, output[-3000:]
