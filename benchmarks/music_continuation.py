@@ -1,0 +1,170 @@
+"""The product's proof: does the best model of a time-budgeted search continue music it never
+trained on, better than an untuned default run of the same wall time and than the failures?
+
+    python benchmarks/music_continuation.py --train DIR_OR_FILES... --unseen FILE... \
+        [--budget 1800] [--space narrow] [--points 4] [--seconds 8] [--out DIR]
+
+1. `samplegan-tune search --space SPACE --data TRAIN --time-budget BUDGET`, then `export` of
+   rank 1 (the user's commands, in subprocesses);
+2. `samplegan-tune train --data TRAIN` with the default config, stopped with Ctrl-C after the
+   same BUDGET seconds (it keeps its checkpoint);
+3. for each unseen file, 1 s primers ending at `--points` evenly spaced points; each model
+   continues each primer for `--seconds` with `samplegan-tune generate --offset` (seeds 0 and
+   1), beside four references on the same primers: the true continuation, the primer's last
+   second repeated, its last 500 samples looped, white noise at its level;
+4. every quality metric (against 8 s clips of the unseen files), the detectors, the
+   per-second loudness relative to the primer, and a spectrogram PNG of each set's first
+   continuation in OUT. Prints one markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from samplegan_tune.audio import load_audio, rms_dbfs
+from samplegan_tune.collapse import rollout_reasons
+from samplegan_tune.figures import colour_range, mel_db, save_png
+from samplegan_tune.metrics import (
+    CHANGE,
+    FAD_INF,
+    FLATNESS,
+    NOISE_SPREAD,
+    REPETITION,
+    SCORE,
+    RealReference,
+    evaluate_clips,
+)
+from samplegan_tune.scale import reference_sets
+
+RATE, PRIMER_S, LOOP = 16000, 1.0, 500
+CLI = [sys.executable, "-m", "samplegan_tune.cli"]
+
+
+def run(*args: str, timeout: float | None = None) -> str:
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(args[:2])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+    return done.stdout
+
+
+def searched_model(train: list[str], space: str, budget: float, out: Path) -> Path:
+    run("search", "--space", space, "--data", *train, "--time-budget", str(budget),
+        "--storage", str(out), "--name", "search")  # fmt: skip
+    run("export", str(out / "search"), "--rank", "1", "--out", str(out / "best"))
+    return out / "best"
+
+
+def default_model(train: list[str], budget: float, out: Path) -> Path:
+    """A default `train` run, interrupted after `budget` seconds (Ctrl-C keeps the checkpoint)."""
+    args = [*CLI, "train", "--data", *train, "--steps", "100000000", "--out", str(out / "default")]
+    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(budget)
+    driver.send_signal(signal.SIGINT)
+    driver.wait(timeout=300)
+    return out / "default"
+
+
+def points(path: str, count: int, seconds: float) -> list[float]:
+    """Primer ends evenly spaced where a primer and a whole continuation fit."""
+    duration = load_audio(path, RATE).shape[0] / RATE
+    first, last = PRIMER_S + 1.0, duration - seconds - 1.0
+    return [first + (last - first) * (i + 0.5) / count for i in range(count)]
+
+
+def generated(model: Path, unseen: list[str], ends: dict[str, list[float]], seconds: float,
+              seed: int, work: Path) -> torch.Tensor:  # fmt: skip
+    """(P, T) the model's continuations of every primer, as `generate` writes them."""
+    clips = []
+    for path in unseen:
+        for end in ends[path]:
+            wav = work / f"{model.name}-{seed}-{len(clips)}.wav"
+            run("generate", str(model), "--prime", path, "--offset", f"{end:.3f}", "--seconds",
+                str(seconds), "--seed", str(seed), "--out", str(wav), "--force")  # fmt: skip
+            clips.append(load_audio(wav, RATE))
+    return torch.stack(clips)
+
+
+def windows(unseen: list[str], ends: dict[str, list[float]], seconds: float) -> torch.Tensor:
+    """(P, primer + T): each primer with its true continuation."""
+    primer, length = round(PRIMER_S * RATE), round(seconds * RATE)
+    rows = []
+    for path in unseen:
+        audio = load_audio(path, RATE)
+        for end in ends[path]:
+            stop = round(end * RATE)
+            rows.append(audio[stop - primer : stop + length])
+    return torch.stack(rows)
+
+
+def row(name: str, clips: torch.Tensor, again: torch.Tensor | None, primers: torch.Tensor,
+        reference: RealReference) -> str:  # fmt: skip
+    values, _ = evaluate_clips(clips, reference, again)
+    fired = rollout_reasons(clips, reference, noise_spread=values[NOISE_SPREAD])
+    level = rms_dbfs(primers)[:, None]  # (P, 1)
+    per_second = rms_dbfs(clips[:, : clips.shape[1] // RATE * RATE].reshape(len(clips), -1, RATE))
+    gap = float((per_second - level).abs().max())
+    seconds = " ".join(f"{v:.0f}" for v in per_second.mean(0).tolist())
+
+    def show(key: str) -> str:
+        value = values[key]
+        return "n/a" if value is None or not math.isfinite(value) else f"{value:.3g}"
+
+    cells = [show(k) for k in (SCORE, FAD_INF, FLATNESS, REPETITION, CHANGE, NOISE_SPREAD)]
+    return (f"| {name} | {' | '.join(cells)} | {gap:.1f} | {seconds} | "
+            f"{', '.join(fired) or 'none'} |")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--train", nargs="+", required=True, help="music to train on")
+    parser.add_argument("--unseen", nargs="+", required=True, help="tracks never trained on")
+    parser.add_argument("--budget", type=float, default=1800.0, help="seconds, each side")
+    parser.add_argument("--space", default="narrow")
+    parser.add_argument("--points", type=int, default=4, help="primers per unseen track")
+    parser.add_argument("--seconds", type=float, default=8.0, help="continuation length")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="continuation-")))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    models = {
+        f"best of a {args.budget:.0f} s `{args.space}` search": searched_model(
+            args.train, args.space, args.budget, args.out
+        ),
+        f"untuned default `train`, {args.budget:.0f} s": default_model(
+            args.train, args.budget, args.out
+        ),
+    }
+    ends = {path: points(path, args.points, args.seconds) for path in args.unseen}
+    real = torch.cat([load_audio(p, RATE) for p in args.unseen])
+    size = round(args.seconds * RATE)
+    reference = RealReference.from_clips(real[: len(real) // size * size].reshape(-1, size), RATE)
+    both = windows(args.unseen, ends, args.seconds)
+    primer = round(PRIMER_S * RATE)
+    sets = dict(reference_sets(both, primer, LOOP))
+    for name, model in models.items():
+        first = generated(model, args.unseen, ends, args.seconds, 0, args.out)
+        sets[name] = (first, generated(model, args.unseen, ends, args.seconds, 1, args.out))
+    spectra = {name: mel_db(clips[0], RATE) for name, (clips, _) in sets.items()}
+    low, high = colour_range(list(spectra.values()))
+    for i, (name, db) in enumerate(spectra.items()):
+        save_png(db, args.out / f"set{i}.png", low, high, args.seconds)
+        print(f"set{i}.png: {name}")
+    print(f"{len(both)} primers of {len(args.unseen)} unseen track(s); spectrograms: {args.out}")
+    print("| set | score ↓ | FAD∞ | flatness | repetition | change | noise spread | worst "
+          "1-s gap to primer (dB) | dBFS per second | detectors |\n|" + "---|" * 10)  # fmt: skip
+    for name, (clips, again) in sets.items():
+        print(row(name, clips, again, both[:, :primer], reference))
+
+
+if __name__ == "__main__":
+    main()
