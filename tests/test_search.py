@@ -120,8 +120,12 @@ def test_interrupted_search_resumes_to_exactly_num_samples(env, tmp_path: Path) 
     assert all(t.status == "TERMINATED" for t in tune_trials)
     trials = study(exp).trials
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
-    told = [t for t in trials if t.user_attrs.get("outcome") != "lost"]
-    assert len(told) == 4
+    # Each Tune trial reached Optuna exactly once; a suggestion the crash orphaned (asked
+    # after the searcher's last saved state) is closed, never left RUNNING (asserted above).
+    ids = [t.user_attrs.get("tune_trial_id") for t in trials]
+    assert sorted(i for i in ids if i in {t.trial_id for t in tune_trials}) == sorted(
+        t.trial_id for t in tune_trials
+    )
     again = cli(env, "resume", str(exp))
     assert again.returncode == 2 and "nothing to resume" in again.stderr
 
