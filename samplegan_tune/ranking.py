@@ -99,8 +99,7 @@ def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderbo
     by_id = {t.trial_id: t for t in analysis.trials}
     judged = []
     for summary in survivors:
-        entry, entry.flags = _re_evaluate(exp, data, by_id[summary.trial_id], summary)
-        judged.append(entry)
+        judged.append(_re_evaluate(exp, data, by_id[summary.trial_id], summary))
     entries = sorted((e for e in judged if not e.flags), key=lambda e: e.final_score)
     rejected = {e.trial_id: e.flags for e in judged if e.flags}
     if not entries:  # the best attempts, each labelled with its failure
@@ -136,16 +135,14 @@ def _flagged_attempts(
         if summary.trial_id in judged:
             entry = judged[summary.trial_id]
         else:
-            entry, flags = _re_evaluate(exp, data, by_id[summary.trial_id], summary)
-            entry.flags = flags or [summary.outcome]
+            entry = _re_evaluate(exp, data, by_id[summary.trial_id], summary)
+            entry.flags = entry.flags or [summary.outcome]
         attempts.append(entry)
     return sorted(attempts, key=lambda e: e.final_score)
 
 
-def _re_evaluate(
-    exp: Experiment, data: TrialData, trial: Any, summary: TrialSummary
-) -> tuple[Entry, list[str]]:
-    """The candidate's entry and the collapse reasons its long rollouts show (if any)."""
+def _re_evaluate(exp: Experiment, data: TrialData, trial: Any, summary: TrialSummary) -> Entry:
+    """The candidate's entry; `flags` holds the collapse reasons its long rollouts show."""
     checkpoint = exp_best_checkpoint(trial)
     with checkpoint.as_directory() as folder:
         state = load_checkpoint(Path(folder) / CHECKPOINT_FILE)
@@ -168,8 +165,8 @@ def _re_evaluate(
         rank=0, trial_id=trial.trial_id, final_score=statistics.fmean(scores),
         score_spread=statistics.pstdev(scores) if len(scores) > 1 else 0.0,
         search_score=summary.best_score, step=int(state["step"]),
-        checkpoint=str(checkpoint.path), params=params, metrics=metrics,
-    ), flags  # fmt: skip
+        checkpoint=str(checkpoint.path), params=params, metrics=metrics, flags=flags,
+    )  # fmt: skip
 
 
 def exp_best_checkpoint(trial: Any) -> tune.Checkpoint:
