@@ -2,7 +2,8 @@
 trained on, better than an untuned default run of the same wall time and than the failures?
 
     python benchmarks/music_continuation.py --train DIR_OR_FILES... --unseen FILE... \
-        [--budget 1800] [--space narrow] [--points 4] [--seconds 8] [--out DIR]
+        [--budget 1800] [--space narrow] [--points 4] [--seconds 8] [--out DIR] \
+        [--model NAME PATH ...] [--no-train]
 
 1. `samplegan-tune search --space SPACE --data TRAIN --time-budget BUDGET`, then `export` of
    rank 1 (the user's commands, in subprocesses);
@@ -134,16 +135,29 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=4, help="primers per unseen track")
     parser.add_argument("--seconds", type=float, default=8.0, help="continuation length")
     parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="continuation-")))
-    args = parser.parse_args()
+    parser.add_argument(
+        "--model",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "PATH"),
+        help="also continue with this trained model (run, checkpoint or export)",
+    )
+    parser.add_argument(
+        "--no-train",
+        action="store_true",
+        help="skip the search and the default run: only the --model entries",
+    )
+    args = parser.parse_args()  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    models = {
-        f"best of a {args.budget:.0f} s `{args.space}` search": searched_model(
+    models = {name: Path(path) for name, path in args.model}
+    if not args.no_train:
+        models[f"best of a {args.budget:.0f} s `{args.space}` search"] = searched_model(
             args.train, args.space, args.budget, args.out
-        ),
-        f"untuned default `train`, {args.budget:.0f} s": default_model(
+        )
+        models[f"untuned default `train`, {args.budget:.0f} s"] = default_model(
             args.train, args.budget, args.out
-        ),
-    }
+        )
     ends = {path: points(path, args.points, args.seconds) for path in args.unseen}
     real = torch.cat([load_audio(p, RATE) for p in args.unseen])
     size = round(args.seconds * RATE)

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from samplegan_tune.checkpoint import load_model
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.errors import UserInputError
-from samplegan_tune.models import ContinuationModel
+from samplegan_tune.models import Model, build_model
 
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
@@ -28,7 +28,7 @@ def is_export(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def load_exported(folder: str | Path, device: str | torch.device = "cpu") -> ContinuationModel:
+def load_exported(folder: str | Path, device: str | torch.device = "cpu") -> Model:
     """Rebuild the model from an exported folder alone, in eval mode."""
     folder = Path(folder)
     try:
@@ -39,11 +39,11 @@ def load_exported(folder: str | Path, device: str | torch.device = "cpu") -> Con
         raise UserInputError(f"{folder}: not a readable exported model ({err})") from err
     if manifest.get("format") != FORMAT:
         raise UserInputError(f"{folder}: not a samplegan-tune export (format {FORMAT})")
-    model = ContinuationModel(cfg)
+    model = build_model(cfg)
     model.load_state_dict(weights)
     return model.to(device).eval()
 
 
-def load_any_model(path: str | Path, device: str | torch.device = "cpu") -> ContinuationModel:
+def load_any_model(path: str | Path, device: str | torch.device = "cpu") -> Model:
     """An exported folder, a training run folder, or a checkpoint file."""
     return load_exported(path, device) if is_export(path) else load_model(path, device)

@@ -14,7 +14,7 @@ import torch
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.fileio import atomic_path
-from samplegan_tune.models import ContinuationModel
+from samplegan_tune.models import Model, build_model
 
 FORMAT = "samplegan-tune/checkpoint/1"
 LAST = Path("checkpoints") / "last.pt"
@@ -49,14 +49,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> ContinuationModel:
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> Model:
     """Rebuild the autoencoder + generator from a checkpoint alone, in eval mode."""
     return model_from_state(load_checkpoint(path)).to(device)
 
 
-def model_from_state(state: dict[str, Any]) -> ContinuationModel:
+def model_from_state(state: dict[str, Any]) -> Model:
     """The autoencoder + generator of a loaded checkpoint (or Trainer.state_dict()), in eval
     mode."""
-    model = ContinuationModel(TrainConfig.from_dict(state["config"]))
+    model = build_model(TrainConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"])
     return model.eval()

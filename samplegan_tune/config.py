@@ -22,6 +22,7 @@ SEED_SOURCES = ("latent", "reconstruction")
 D_KINDS = ("single", "multiscale", "multiperiod")
 NORMS = ("spectral", "weight", "none")
 GAIN_MODES = ("context", "learned", "free")
+MODEL_FAMILIES = ("segment", "latent")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,12 @@ class TrainConfig:
     segment: int = 512  # S: samples the generator emits per step (the seed paper: 500)
     context: int = 4096  # C: samples of preceding audio the autoencoder reads, C > S
     crossfade: int = 64  # extra samples generated per step, overlapped with the next segment
+    # --- model family (models/): "segment" G emits samples seeded by a context latent (the
+    # seed's design); "latent" G continues the context's sequence of latent frames (hop
+    # 4**ae_depth samples), decoded by a frame autoencoder trained first (ae_pretrain_steps)
+    model_family: str = "segment"
+    frame_latent: int = 16  # latent: channels per latent frame
+    decoder_finetune: bool = True  # latent: the decoder keeps training in stage 2 (not the encoder)
     # --- context autoencoder ---
     latent: int = 128  # bottleneck size
     ae_channels: int = 16  # width of the first encoder layer (doubles per layer, capped ×8)
@@ -175,6 +182,13 @@ _RULES: list[tuple[str, str, Any]] = [
     _between("segment", 16, 65536),
     ("context", "> segment", lambda c: c.context > c.segment),
     ("crossfade", "0 ... segment", lambda c: 0 <= c.crossfade <= c.segment),
+    _one_of("model_family", MODEL_FAMILIES),
+    _between("frame_latent", 1, 256),
+    (
+        "ae_pretrain_steps",
+        "> 0 when model_family is latent (stage 1 trains the frame autoencoder first)",
+        lambda c: c.model_family != "latent" or c.ae_pretrain_steps > 0,
+    ),
     _positive("latent"),
     _positive("ae_channels"),
     _between("ae_depth", 1, 8),

@@ -24,7 +24,7 @@ from samplegan_tune.errors import UserInputError
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.fileio import check_output_dir
 from samplegan_tune.leaderboard import read_leaderboard
-from samplegan_tune.models import ContinuationModel
+from samplegan_tune.models import Model
 from samplegan_tune.ranking import load_ranked_model
 
 _PACKAGES = ("samplegan-tune", "torch", "torchaudio", "ray", "optuna", "safetensors", "numpy")
@@ -69,7 +69,7 @@ def export(experiment: str | Path, rank: int, out: str | Path, force: bool = Fal
     return out
 
 
-def _write_folder(out: Path, model: ContinuationModel, files: dict[str, str]) -> None:
+def _write_folder(out: Path, model: Model, files: dict[str, str]) -> None:
     """Build the folder beside `out`, then swap it in: never a half-written export."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))

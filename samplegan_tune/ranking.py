@@ -17,7 +17,7 @@ from samplegan_tune.collapse import REASON_METRIC, evidence, rollout_reasons
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.leaderboard import Entry, Leaderboard, sig3, write_leaderboard
 from samplegan_tune.metrics import NOISE_SPREAD, SCORE
-from samplegan_tune.models import ContinuationModel
+from samplegan_tune.models import Model
 from samplegan_tune.scale import score_scale
 from samplegan_tune.trainable import CHECKPOINT_FILE
 from samplegan_tune.trial import COLLAPSED_SCORE, TrialData, score_model
@@ -189,6 +189,6 @@ def _keep_checkpoint(exp: Experiment, entry: Entry) -> str:
     return str(target.relative_to(exp.folder))
 
 
-def load_ranked_model(folder: Path, entry: Entry) -> tuple[ContinuationModel, dict[str, Any]]:
+def load_ranked_model(folder: Path, entry: Entry) -> tuple[Model, dict[str, Any]]:
     state = load_checkpoint(folder / entry.checkpoint)
     return model_from_state(state), state

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from samplegan_tune.models import ContinuationModel, augment_context, context_rms
+from samplegan_tune.models import Model, augment_context, context_rms
 
 
 def crossfade_join(
@@ -34,9 +34,7 @@ def crossfade_join(
 
 
 @torch.no_grad()
-def rollout(
-    model: ContinuationModel, context: torch.Tensor, num_samples: int, seed: int
-) -> torch.Tensor:
+def rollout(model: Model, context: torch.Tensor, num_samples: int, seed: int) -> torch.Tensor:
     """Continue each context for `num_samples` samples.
 
     Args:

@@ -11,20 +11,13 @@ import torch
 from samplegan_tune import losses
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, WindowSampler
-from samplegan_tune.models import (
-    ContinuationModel,
-    augment_context,
-    build_discriminators,
-    context_rms,
-)
-from samplegan_tune.rollout import crossfade_join
-
-Unroll = dict[str, torch.Tensor]
-_ONCE = ("ae_in", "recon", "fake_alt", "noise", "noise_alt")  # what step 0 alone reports
+from samplegan_tune.models import build_discriminators, build_model
+from samplegan_tune.unroll import Unroll, Unroller, autocast
 
 
 class Trainer:
-    """Trains a ContinuationModel against segment (and sequence) discriminators.
+    """Trains a model of either family (`models.build_model`) against the segment (and
+    sequence) discriminators.
 
     Args:
         cfg: every hyperparameter.
@@ -42,7 +35,7 @@ class Trainer:
         self.cfg = cfg
         self.device = torch.device(device)
         torch.manual_seed(cfg.seed)  # weight init, phase shuffle and GP draw from it
-        self.model = ContinuationModel(cfg).to(self.device)
+        self.model = build_model(cfg).to(self.device)
         seg_d, seq_d = build_discriminators(cfg)
         self.d = seg_d.to(self.device)
         self.seq_d = seq_d.to(self.device) if seq_d is not None else None
@@ -57,6 +50,7 @@ class Trainer:
         self.sampler = WindowSampler(train, self.device)
         self.eval_sampler = WindowSampler(heldout if heldout is not None else train, self.device)
         self.rng = torch.Generator().manual_seed(cfg.seed)  # batches, noise, sampling masks
+        self.unroller = Unroller(cfg, self.model, self.rng, self.device)
         self.step_count = 0
         self.stft_sizes = losses.stft_sizes(cfg.segment)
         self.ae_stft_sizes = losses.stft_sizes(cfg.context)
@@ -66,9 +60,7 @@ class Trainer:
         return [p for net in nets for p in net.parameters()]
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device)
 
     @property
     def adversarial(self) -> bool:
@@ -87,6 +79,7 @@ class Trainer:
         windows = self.sample_windows()
         sampled = time.perf_counter()
         self._set_training(True)
+        self.model.stage(self.step_count)
         if self.step_count < self.cfg.ae_pretrain_steps:
             metrics = self._ae_step(windows)
         else:
@@ -108,100 +101,8 @@ class Trainer:
         probability `free_prob`, else teacher-forced on the real audio. Returns what
         `_advance` returns, for the whole rollout.
         """
-        state = self._start(windows, free_prob)
-        return self._advance(windows, state, 0, self.cfg.rollout_steps)
-
-    def _start(self, windows: torch.Tensor, free_prob: float) -> dict[str, Any]:
-        """A rollout's state before step 0: context (B, C), free mask (B,), anchor (B, 1)."""
-        free = (torch.rand(windows.shape[0], generator=self.rng) < free_prob).to(self.device)
-        context = windows[:, : self.cfg.context]
-        state = {"free": free, "context": context, "pending": None, "emitted": None}
-        return {**state, "anchor": context_rms(context)}
-
-    def _advance(
-        self,
-        windows: torch.Tensor,
-        state: dict[str, Any],
-        first: int,
-        last: int,
-        keep_graph: bool = False,
-        alt: bool = False,
-    ) -> Unroll:
-        """Steps first .. last - 1 of a rollout, continuing `state` (updated in place).
-
-        With `keep_graph` gradients flow through G's fed-back output (TBPTT inside a chunk);
-        with `alt` step 0 also runs with a second noise, for the mode-seeking loss.
-
-        Returns K' = last - first steps: "fake" (B, K', S + F) outputs, "real" (B, K', S + F)
-        targets, "stitched" (B, K' * S) crossfaded fake sequence, "real_seq" (B, K' * S),
-        "latent" (B, K', L), "gain_db" (B, K', 1), "fake_tail" / "real_tail" (B, K', tail)
-        the last context_tail samples of the context G saw / of the real audio, the
-        rollout's "anchor" (B, 1); from step 0: "ae_in" / "recon" (B, C), and with `alt`
-        "fake_alt" (B, S + F), "noise" / "noise_alt" (B, noise_dim).
-        """
-        c, s, tail = self.cfg.context, self.cfg.segment, self.cfg.context_tail
-        keys = ("fake", "latent", "emitted", "gain_db", "fake_tail")
-        out: dict[str, list] = {key: [] for key in keys}
-        once: Unroll = {}
-        for k in range(first, last):
-            if k > 0:
-                previous = state["emitted"] if keep_graph else state["emitted"].detach()
-                own = torch.cat([state["context"][:, s:], previous], dim=1)
-                real = windows[:, k * s : k * s + c]
-                state["context"] = torch.where(state["free"][:, None], own, real)
-            result = self._generate(state["context"], state["anchor"], alt and k == 0)
-            if k == 0:
-                once = {key: result[key] for key in _ONCE if key in result}
-            fake = result["fake"].float()
-            state["emitted"], state["pending"] = crossfade_join(state["pending"], fake, s)
-            out["fake"].append(fake)
-            out["emitted"].append(state["emitted"])
-            out["fake_tail"].append(state["context"][:, c - tail :])
-            for key in ("latent", "gain_db"):
-                out[key].append(result[key])
-        result = {key: torch.stack(out[key], 1) for key in keys if key != "emitted"}
-        result.update(self._targets(windows, first, last), **once)
-        result.update(stitched=torch.cat(out["emitted"], 1), anchor=state["anchor"])
-        return result
-
-    def _targets(self, windows: torch.Tensor, first: int, last: int) -> Unroll:
-        """The real audio of steps first .. last - 1: "real", "real_seq", "real_tail"."""
-        cfg = self.cfg
-        c, s, f, tail = cfg.context, cfg.segment, cfg.crossfade, cfg.context_tail
-        starts = [c + k * s for k in range(first, last)]
-        return {
-            "real": torch.stack([windows[:, i : i + s + f] for i in starts], 1),
-            "real_seq": windows[:, starts[0] : starts[-1] + s],
-            "real_tail": torch.stack([windows[:, i - tail : i] for i in starts], 1),
-        }
-
-    def _generate(self, context: torch.Tensor, anchor: torch.Tensor, alt: bool) -> Unroll:
-        """One model call on context (B, C) with fresh noise and context-noise augmentation;
-        with `alt` a second call with a second noise on the same (augmented) context."""
-        batch = context.shape[0]
-        noise = self._noise(batch)
-        level = self._context_noise_level(batch)
-        seen = context if level is None else augment_context(context, level, self.rng)
-        with self._autocast():
-            result = self.model(seen, noise, anchor, level)
-            if alt:
-                noise_alt = self._noise(batch)
-                result["fake_alt"] = self.model(seen, noise_alt, anchor, level)["fake"].float()
-                result["noise"], result["noise_alt"] = noise, noise_alt
-        return result
-
-    def _noise(self, batch: int) -> torch.Tensor:
-        return torch.randn(batch, self.cfg.noise_dim, generator=self.rng).to(self.device)
-
-    def _context_noise_level(self, batch: int) -> torch.Tensor | None:
-        """(B, 1) relative context-noise level: U(0, ctx_noise_max) while training,
-        ctx_noise_gen otherwise; None when it is 0 (no augmentation, no RNG draw)."""
-        cfg = self.cfg
-        if self.model.training and cfg.ctx_noise_max > 0:
-            return (torch.rand(batch, 1, generator=self.rng) * cfg.ctx_noise_max).to(self.device)
-        if not self.model.training and cfg.ctx_noise_gen > 0:
-            return torch.full((batch, 1), cfg.ctx_noise_gen, device=self.device)
-        return None
+        state = self.unroller.start(windows, free_prob)
+        return self.unroller.advance(windows, state, 0, self.cfg.rollout_steps)
 
     def _judge(
         self, segments: torch.Tensor, latents: torch.Tensor, tails: torch.Tensor
@@ -260,13 +161,13 @@ class Trainer:
         cfg = self.cfg
         steps = cfg.rollout_steps
         chunk = cfg.tbptt_chunk
-        state = self._start(windows, cfg.scheduled_sampling)
+        state = self.unroller.start(windows, cfg.scheduled_sampling)
         self.opt_g.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         for first in range(0, steps, chunk):
             last = min(steps, first + chunk)
             alt = first == 0 and cfg.lambda_ms > 0 and cfg.noise_dim > 0
-            u = self._advance(windows, state, first, last, cfg.tbptt > 0, alt)
+            u = self.unroller.advance(windows, state, first, last, cfg.tbptt > 0, alt)
             total, parts = self._g_losses(u, (last - first) / steps)
             if total.requires_grad:
                 total.backward()

@@ -14,7 +14,7 @@ from samplegan_tune import collapse
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, WindowSampler
 from samplegan_tune.metrics import NOISE_SPREAD, SCORE, RealReference, evaluate_clips
-from samplegan_tune.models import ContinuationModel
+from samplegan_tune.models import Model
 from samplegan_tune.rollout import rollout
 from samplegan_tune.space import SearchSettings
 from samplegan_tune.trainer import Trainer
@@ -60,7 +60,7 @@ def reference_clips(
 
 
 def score_model(
-    model: ContinuationModel,
+    model: Model,
     heldout: Corpus,
     reference: RealReference,
     rollouts: int,

@@ -140,6 +140,9 @@ def test_old_checkpoint_configs_still_load() -> None:
         ({"tbptt": -1}, "tbptt"),
         ({"d_context_tail": -1}, "d_context_tail"),
         ({"gain_mode": "loud"}, "gain_mode"),
+        ({"model_family": "wavenet"}, "model_family"),
+        ({"model_family": "latent"}, "ae_pretrain_steps"),  # stage 1 cannot be skipped
+        ({"model_family": "latent", "ae_pretrain_steps": 10, "frame_latent": 0}, "frame_latent"),
     ],
 )
 def test_new_knob_ranges(values: dict, key: str) -> None:

@@ -6,12 +6,13 @@ import torch
 from samplegan_tune import losses
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.models import (
-    ContextAutoencoder,
     ContinuationModel,
+    LatentModel,
     augment_context,
     build_discriminators,
     phase_shuffle,
 )
+from samplegan_tune.models.segment import ContextAutoencoder
 
 
 def _run(cfg: TrainConfig) -> dict[str, torch.Tensor]:
@@ -168,3 +169,63 @@ def test_augment_context_adds_noise_relative_to_the_level() -> None:
     added = (noisy - context).pow(2).mean(-1).sqrt() / context.pow(2).mean(-1).sqrt()
     assert added[0] == 0.0
     assert added[1:].tolist() == pytest.approx([0.5, 1.0], rel=0.05)
+
+
+LATENT = {"model_family": "latent", "ae_pretrain_steps": 2}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"segment": 50, "context": 300, "crossfade": 10},  # lengths that divide nothing
+        {"segment": 16, "crossfade": 0},  # one frame a step (hop 16)
+        {"ae_depth": 3, "context": 1000, "gain_mode": "free"},
+        {"noise_dim": 0, "noise_film": False, "gain_mode": "context"},
+    ],
+)
+def test_latent_family_has_the_segment_familys_interface(
+    tiny: TrainConfig, changes: dict
+) -> None:
+    cfg = tiny.replace(**LATENT, **changes)
+    out = _run(cfg)
+    assert out["fake"].shape == (3, cfg.segment + cfg.crossfade)
+    assert out["latent"].shape == (3, cfg.latent)
+    assert out["recon"].shape == out["ae_in"].shape == (3, cfg.context)
+    assert torch.isfinite(out["fake"]).all() and out["fake"].std() > 0
+
+
+def test_frame_autoencoder_frames_end_with_the_audio(tiny: TrainConfig) -> None:
+    """ceil(T / hop) frames, left-padded: the last frame covers the audio's last hop samples,
+    so a continuation's frames follow the context's with no gap."""
+    model = LatentModel(tiny.replace(**LATENT))
+    hop = 4**tiny.ae_depth
+    audio = torch.randn(2, 5 * hop + 3)
+    assert model.ae.encode(audio).shape == (2, tiny.frame_latent, 6)
+    changed = audio.clone()
+    changed[:, -1] += 1.0
+    last = model.ae.encode(changed)[..., -1] - model.ae.encode(audio)[..., -1]
+    first = model.ae.encode(changed)[..., 0] - model.ae.encode(audio)[..., 0]
+    assert last.abs().max() > 0 and first.abs().max() == 0
+
+
+def test_latent_noise_reaches_the_output(tiny: TrainConfig) -> None:
+    """FiLM and the grown frames read the noise: two noises, one context, two outputs."""
+    model = LatentModel(tiny.replace(**LATENT))
+    context = 0.1 * torch.randn(2, tiny.context)
+    a = model(context, torch.randn(2, tiny.noise_dim))["fake"]
+    b = model(context, torch.randn(2, tiny.noise_dim))["fake"]
+    assert losses.noise_spread(a, b).min() > 0.01
+
+
+@pytest.mark.parametrize("finetune", [True, False])
+def test_latent_stage_two_freezes_the_encoder(tiny: TrainConfig, finetune: bool) -> None:
+    model = LatentModel(tiny.replace(**LATENT, decoder_finetune=finetune))
+    encoder = [*model.ae.down.parameters(), *model.ae.to_frames.parameters()]
+    decoder = [*model.ae.from_frames.parameters(), *model.ae.up.parameters()]
+    model.stage(1)
+    assert all(p.requires_grad for p in encoder + decoder)
+    model.stage(2)
+    assert not any(p.requires_grad for p in encoder)
+    assert all(p.requires_grad == finetune for p in decoder)
+    assert all(p.requires_grad for p in model.g.parameters())

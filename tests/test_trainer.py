@@ -136,10 +136,10 @@ def test_context_noise_changes_the_context_only_in_training(
     plain, noisy = Trainer(tiny, corpus), Trainer(tiny.replace(ctx_noise_max=0.5), corpus)
     assert plain.evaluate(count=4) == noisy.evaluate(count=4)
     noisy.model.train()
-    level = noisy._context_noise_level(64)
+    level = noisy.unroller._context_noise_level(64)
     assert level is not None and 0.0 <= float(level.min()) < float(level.max()) <= 0.5
     noisy.model.eval()
-    assert noisy._context_noise_level(64) is None
+    assert noisy.unroller._context_noise_level(64) is None
     assert _losses(plain, 1) != _losses(noisy, 1)
 
 
@@ -154,7 +154,7 @@ def test_discriminator_with_context_tail_sees_the_joint_input(
     windows = trainer.sample_windows(2)
     step1 = tiny.context + tiny.segment
     assert torch.equal(
-        trainer._targets(windows, 1, 2)["real_tail"][:, 0], windows[:, step1 - 48 : step1]
+        trainer.unroller.targets(windows, 1, 2)["real_tail"][:, 0], windows[:, step1 - 48 : step1]
     )
     joint = trainer._joint(u["real"], u["real_tail"])
     assert joint.shape == (2 * tiny.rollout_steps, 48 + tiny.segment + tiny.crossfade)
@@ -195,9 +195,52 @@ def test_tbptt_bounds_memory_and_carries_gradient_through_feedback(
     windows = trainer.sample_windows(2)
     grads = []
     for keep in (False, True):
-        state = trainer._start(windows, free_prob=1.0)
-        u = trainer._advance(windows, state, 0, 2, keep_graph=keep)
+        state = trainer.unroller.start(windows, free_prob=1.0)
+        u = trainer.unroller.advance(windows, state, 0, 2, keep_graph=keep)
         trainer.model.zero_grad()
         u["fake"][:, 1].pow(2).sum().backward()
         grads.append(trainer.model.g.out.weight.grad.clone())
     assert not torch.allclose(grads[0], grads[1])
+
+
+LATENT = {"model_family": "latent", "ae_pretrain_steps": 3}
+
+
+def test_latent_family_trains_in_two_stages(tiny: TrainConfig, corpus: Corpus) -> None:
+    """Stage 1 trains the frame autoencoder alone; stage 2 trains G (and the decoder) while
+    the encoder, the space G works in, stays exactly as stage 1 left it."""
+    trainer = Trainer(tiny.replace(**LATENT), corpus)
+    history = _losses(trainer, 3)
+    assert all(set(m) == {"loss/ae", "grad/ae_norm"} for m in history)
+    encoder = [p.detach().clone() for p in trainer.model.ae.down.parameters()]
+    decoder = [p.detach().clone() for p in trainer.model.ae.up.parameters()]
+    generator = [p.detach().clone() for p in trainer.model.g.parameters()]
+    history = _losses(trainer, 4)
+    assert {"loss/d", "loss/adv", "loss/ms", "loss/recon_stft"} <= set(history[-1])
+    assert all(math.isfinite(v) for m in history for v in m.values())
+
+    def moved(before: list, now) -> bool:
+        return any(not torch.equal(a, b) for a, b in zip(before, now, strict=True))
+
+    assert not moved(encoder, trainer.model.ae.down.parameters())
+    assert moved(decoder, trainer.model.ae.up.parameters())
+    assert moved(generator, trainer.model.g.parameters())
+
+
+def test_latent_autoencoder_learns_to_reconstruct(tiny: TrainConfig, corpus: Corpus) -> None:
+    cfg = tiny.replace(model_family="latent", ae_pretrain_steps=1000, lr_ae=1e-3, batch_size=8)
+    trainer = Trainer(cfg, corpus)
+    before = trainer.evaluate(count=16)["eval/ae"]
+    _losses(trainer, 80)
+    assert trainer.evaluate(count=16)["eval/ae"] < 0.8 * before
+
+
+def test_latent_resume_continues_exactly(tiny: TrainConfig, corpus: Corpus, tmp_path) -> None:
+    cfg = tiny.replace(**LATENT)
+    expected = _losses(Trainer(cfg, corpus), 6)[4:]
+    first = Trainer(cfg, corpus)
+    _losses(first, 4)  # past the stage switch: the resumed run must freeze the encoder too
+    path = save_checkpoint(tmp_path / "ck.pt", first.state_dict())
+    resumed = Trainer(cfg, corpus)
+    resumed.load_state_dict(load_checkpoint(path))
+    assert _losses(resumed, 2) == expected

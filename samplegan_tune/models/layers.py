@@ -1,0 +1,48 @@
+"""Building blocks every model family shares: activation, norms, lengths, context levels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrizations
+
+_SLOPE = 0.2  # LeakyReLU slope used throughout (WaveGAN / MelGAN practice)
+
+
+def act(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, _SLOPE)
+
+
+def normed(module: nn.Module, norm: str) -> nn.Module:
+    if norm == "spectral":
+        return parametrizations.spectral_norm(module)
+    if norm == "weight":
+        return parametrizations.weight_norm(module)
+    return module
+
+
+def context_rms(context: torch.Tensor) -> torch.Tensor:
+    """(B, C) -> (B, 1) root-mean-square level, floored so silence does not divide by zero."""
+    return context.float().pow(2).mean(dim=-1, keepdim=True).add(1e-8).sqrt()
+
+
+def augment_context(
+    context: torch.Tensor, noise_level: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Context noise augmentation (GameNGen): context (B, C) + Gaussian noise whose RMS is
+    noise_level (B, 1) times the context's own RMS; the noise is drawn from `generator`."""
+    noise = torch.randn(context.shape, generator=generator).to(context.device, context.dtype)
+    return context + noise * (noise_level * context_rms(context)).to(context.dtype)
+
+
+def pad_to_multiple(x: torch.Tensor, k: int) -> torch.Tensor:
+    pad = (-x.shape[-1]) % k
+    return F.pad(x, (0, pad)) if pad else x
+
+
+def fit_length(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Crop or zero-pad the last dim to `length`."""
+    if x.shape[-1] >= length:
+        return x[..., :length]
+    return F.pad(x, (0, length - x.shape[-1]))
