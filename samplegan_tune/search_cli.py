@@ -44,7 +44,8 @@ def add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-trial", type=float, help="fractions share a GPU (none: the space's)")
     p.add_argument("--max-concurrent", type=int, help="(none: the space's; 0 = no limit)")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="stop the search after this long (none: no limit)")  # fmt: skip
+                   help="stop the search after this long, ranking what trained (none: the "
+                        "space's time_budget; 0: no limit)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seeds Optuna's sampler")
     p.add_argument(
         "--try",
@@ -99,6 +100,12 @@ def run_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_budget(settings: SearchSettings, args: argparse.Namespace) -> float | None:
+    """Seconds the search may run: --time-budget, else the space's; None for no limit."""
+    budget = settings.time_budget if args.time_budget is None else args.time_budget
+    return budget or None
+
+
 def run_search(args: argparse.Namespace) -> int:
     from samplegan_tune.experiment import Experiment, prepare_trial_data
     from samplegan_tune.space import load_space, resolve_space
@@ -115,7 +122,7 @@ def run_search(args: argparse.Namespace) -> int:
     exp = Experiment(
         name=name, folder=folder, tune_storage=tune_storage, space_name=space.name,
         space_yaml=resolve_space(args.space).read_text(), settings=settings, data=args.data,
-        num_samples=num_samples, seed=args.seed, time_budget=args.time_budget,
+        num_samples=num_samples, seed=args.seed, time_budget=_time_budget(settings, args),
         start_points=[_point(text) for text in args.start_points], address=args.address,
         cache_dir=args.cache_dir, smoke=args.smoke,
     )  # fmt: skip
@@ -240,8 +247,8 @@ def _settings(settings: SearchSettings, args: argparse.Namespace) -> SearchSetti
         smallest = {"gpus_per_trial": 0, "cpus_per_trial": 0.01, "max_concurrent": 1}[key]
         if value is not None and value < smallest:
             raise UserInputError(f"--{key.replace('_', '-')} {value}: must be ≥ {smallest:g}")
-    if args.time_budget is not None and args.time_budget <= 0:
-        raise UserInputError(f"--time-budget {args.time_budget}: must be > 0 seconds")
+    if args.time_budget is not None and args.time_budget < 0:
+        raise UserInputError(f"--time-budget {args.time_budget}: must be ≥ 0 seconds (0: none)")
     return dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
 
 

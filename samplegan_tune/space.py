@@ -41,12 +41,12 @@ SMOKE_CAPS = {
     "segment": 128, "context": 1024, "crossfade": 32, "latent": 32, "ae_channels": 8,
     "ae_depth": 3, "noise_dim": 8, "g_channels": 32, "g_depth": 3, "d_channels": 8,
     "d_depth": 3, "d_context_tail": 128, "batch_size": 8, "rollout_steps": 2, "tbptt": 2,
-    "n_critic": 2, "d_warmup_steps": 4, "ae_pretrain_steps": 4,
+    "n_critic": 2, "d_warmup_steps": 4, "ae_pretrain_steps": 4, "frame_latent": 16,
 }  # fmt: skip
 SMOKE_SETTINGS = {
     "max_reports": 2, "steps_per_report": 4, "grace_period": 1, "cpus_per_trial": 1.0,
     "eval_rollouts": 4, "eval_seconds": 1.0, "top_k": 2, "rank_rollouts": 4, "rank_seeds": 1,
-    "rank_seconds": 2.0,
+    "rank_seconds": 2.0, "time_budget": 0.0,
 }  # fmt: skip
 
 
@@ -68,6 +68,7 @@ class SearchSettings:
     rank_rollouts: int = 16  # rollouts per seed when re-evaluating
     rank_seeds: int = 2
     rank_seconds: float = 8.0  # length of each re-ranking rollout: what a user listens to
+    time_budget: float = 0.0  # seconds the search may run (0: no limit); --time-budget overrides
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _smoke_param(p: Param) -> Param:
         return p
     if p.kind == "choice":
         small = tuple(o for o in p.options if _capped(p.name, o) == o)
-        return dataclasses.replace(p, options=small or (min(p.options),))
+        return dataclasses.replace(p, options=small or (_capped(p.name, min(p.options)),))
     return dataclasses.replace(p, low=min(p.low, cap), high=min(p.high, cap))
 
 
@@ -220,6 +221,9 @@ def parse_space(name: str, raw: Any) -> SearchSpace:
     return space
 
 
+_ZERO_ALLOWED = ("gpus_per_trial", "max_concurrent", "time_budget")  # 0: none / no limit
+
+
 def _parse_settings(raw: Any) -> SearchSettings:
     if not isinstance(raw, dict):
         raise UserInputError("settings: expected a mapping")
@@ -233,7 +237,7 @@ def _parse_settings(raw: Any) -> SearchSettings:
             raise UserInputError(f"settings.{key}={value!r}: expected a number")
         if wanted is int and value != int(value):
             raise UserInputError(f"settings.{key}={value!r}: expected a whole number")
-        if value < 0 or (value == 0 and key not in ("gpus_per_trial", "max_concurrent")):
+        if value < 0 or (value == 0 and key not in _ZERO_ALLOWED):
             raise UserInputError(f"settings.{key}={value!r}: must be > 0")
         values[key] = wanted(value)
     settings = dataclasses.replace(defaults, **values)
@@ -302,9 +306,20 @@ def _check_order_and_defaults(space: SearchSpace) -> None:
     for p in space.params:
         for value in _corners(p, space.fixed):
             try:
-                TrainConfig.from_dict({**space.fixed, p.name: value})
+                TrainConfig.from_dict({**space.fixed, **_enabled(space, p, value), p.name: value})
             except UserInputError as err:
                 raise UserInputError(f"params.{p.name}: {err}") from err
+
+
+def _enabled(space: SearchSpace, p: Param, value: Any) -> dict[str, Any]:
+    """The first corner of each param that `p = value` switches on (its `when` names p): a
+    rule linking fields (e.g. latent needs ae_pretrain_steps > 0) sees both sampled."""
+    out = {}
+    for q in space.params:
+        corners = _corners(q, space.fixed)
+        if p.name in q.when and value in q.when[p.name] and corners:
+            out[q.name] = corners[0]
+    return out
 
 
 def _corners(p: Param, fixed: dict[str, Any]) -> list[Any]:

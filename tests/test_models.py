@@ -184,9 +184,7 @@ LATENT = {"model_family": "latent", "ae_pretrain_steps": 2}
         {"noise_dim": 0, "noise_film": False, "gain_mode": "context"},
     ],
 )
-def test_latent_family_has_the_segment_familys_interface(
-    tiny: TrainConfig, changes: dict
-) -> None:
+def test_latent_family_has_the_segment_familys_interface(tiny: TrainConfig, changes: dict) -> None:
     cfg = tiny.replace(**LATENT, **changes)
     out = _run(cfg)
     assert out["fake"].shape == (3, cfg.segment + cfg.crossfade)

@@ -42,7 +42,7 @@ def test_builtin_spaces_validate_and_sample_valid_configs() -> None:
                 valid += 1
             except UserInputError:
                 pass
-        assert valid >= 15, f"{name}: most sampled configurations must be valid"
+        assert valid == 20, f"{name}: every sampled configuration must be valid"
 
 
 def test_conditional_and_relative_params() -> None:
@@ -127,3 +127,17 @@ def test_smoke_caps_sizes_and_keeps_every_param() -> None:
             cfg = config_from_trial_params(small.sample(study.ask()))
             assert all(getattr(cfg, k) <= cap for k, cap in SMOKE_CAPS.items() if k != "context")
             assert cfg.context <= 16 * SMOKE_CAPS["segment"]
+
+
+def test_a_family_choice_needs_its_stage_one_length() -> None:
+    """Choosing the latent family needs ae_pretrain_steps > 0: refused when no param gives it,
+    accepted when a param conditioned on the family does, and every sample then validates."""
+    family = {"model_family": {"choice": ["segment", "latent"]}}
+    with pytest.raises(UserInputError, match="params.model_family: .*ae_pretrain_steps"):
+        parse_space("mine", {"description": "x", "params": family})
+    stage = {"ae_pretrain_steps": {"int": [10, 50], "when": {"model_family": ["latent"]}}}
+    space = parse_space("mine", {"description": "x", "params": {**family, **stage}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    configs = [config_from_trial_params(space.sample(study.ask())) for _ in range(12)]
+    assert {c.model_family for c in configs} == {"segment", "latent"}
+    assert all((c.ae_pretrain_steps > 0) == (c.model_family == "latent") for c in configs)
