@@ -178,6 +178,18 @@ def main() -> None:
           "1-s gap to primer (dB) | dBFS per second | detectors |\n|" + "---|" * 10)  # fmt: skip
     for name, (clips, again) in sets.items():
         print(row(name, clips, again, both[:, :primer], reference))
+    print(real_range(reference))
+
+
+def real_range(reference: RealReference) -> str:
+    """The range of real music's liveliness: each 8-s clip of the unseen tracks on the table's
+    scale (their mean = 1); a model's mean should lie inside it."""
+    spans = []
+    for name, per_clip in (("repetition", reference.repetition), ("change", reference.change)):
+        relative = per_clip / per_clip.mean()
+        spans.append(f"{name} {float(relative.min()):.2f} … {float(relative.max()):.2f}")
+    clips = len(reference.repetition)
+    return f"real music, {clips} clips of the unseen tracks: " + ", ".join(spans)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samplegan_tune.config import TrainConfig
-from samplegan_tune.models.layers import act, fit_length
+from samplegan_tune.models.layers import FilmResidual, act, fit_length
 from samplegan_tune.models.level import LevelRule
 
 _OVERLAP = 4  # context frames decoded before the new ones, so the decoder joins them smoothly
@@ -98,7 +98,9 @@ class LatentGenerator(nn.Module):
         self.to_seed = nn.Linear(width, cfg.latent)
         self.grow = nn.Linear(cfg.latent + cond_dim, width * self.new_frames)
         film = cond_dim if cfg.noise_film else 0
-        self.blocks = nn.ModuleList(_FrameBlock(width, film) for _ in range(cfg.g_depth))
+        self.blocks = nn.ModuleList(
+            FilmResidual(width, film, dilations=(1, 2)) for _ in range(cfg.g_depth)
+        )
         self.out = nn.Conv1d(width, cfg.frame_latent, 3, padding=1)
         self.level = LevelRule(cfg, cfg.latent, cond_dim)
 
@@ -126,27 +128,6 @@ class LatentGenerator(nn.Module):
         for block in self.blocks:
             h = block(h, cond)
         return torch.tanh(self.out(act(h))[:, :, -self.new_frames :]), seed, cond
-
-
-class _FrameBlock(nn.Module):
-    """Two dilated residual convs over frames, scaled and shifted by `cond` when film > 0."""
-
-    def __init__(self, width: int, film: int) -> None:
-        super().__init__()
-        dilations = (1, 2)
-        self.convs = nn.ModuleList(
-            nn.Conv1d(width, width, 3, padding=d, dilation=d) for d in dilations
-        )
-        self.film = nn.Linear(film, 2 * width) if film else None
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = x
-        if self.film is not None:
-            scale, shift = self.film(cond.to(h.dtype)).unsqueeze(-1).chunk(2, dim=1)
-            h = h * (1 + scale) + shift
-        for conv in self.convs:
-            h = h + conv(act(h))
-        return h
 
 
 class LatentModel(nn.Module):

@@ -46,3 +46,23 @@ def fit_length(x: torch.Tensor, length: int) -> torch.Tensor:
     if x.shape[-1] >= length:
         return x[..., :length]
     return F.pad(x, (0, length - x.shape[-1]))
+
+
+class FilmResidual(nn.Module):
+    """(B, C, T) scaled and shifted by a Linear of `cond` (FiLM, when film > 0: where noise
+    cannot be ignored), then dilated residual convs."""
+
+    def __init__(self, channels: int, film: int, dilations: tuple[int, ...]) -> None:
+        super().__init__()
+        self.res = nn.ModuleList(
+            nn.Conv1d(channels, channels, 3, padding=d, dilation=d) for d in dilations
+        )
+        self.film = nn.Linear(film, 2 * channels) if film else None
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self.film is not None:
+            scale, shift = self.film(cond.to(h.dtype)).unsqueeze(-1).chunk(2, dim=1)
+            h = h * (1 + scale) + shift
+        for conv in self.res:
+            h = h + conv(act(h))
+        return h

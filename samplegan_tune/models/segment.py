@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from samplegan_tune.config import TrainConfig
-from samplegan_tune.models.layers import act, fit_length, pad_to_multiple
+from samplegan_tune.models.layers import FilmResidual, act, fit_length, pad_to_multiple
 from samplegan_tune.models.level import LevelRule
 
 
@@ -121,27 +121,18 @@ class _Reader(nn.Module):
         return self.encoder.encode(recon)
 
 
-class _UpBlock(nn.Module):
-    """Transposed-conv upsampling + dilated residual convs; FiLM from `cond` when film > 0."""
+class _UpBlock(FilmResidual):
+    """Transposed-conv upsampling, then FiLM (when film > 0) and dilated residual convs."""
 
     def __init__(self, c_in: int, c_out: int, factor: int, film: int = 0) -> None:
-        super().__init__()
+        super().__init__(c_out, film, dilations=(1, 3, 9))
         self.up = nn.ConvTranspose1d(c_in, c_out, 2 * factor, stride=factor, padding=factor // 2)
-        self.res = nn.ModuleList(
-            nn.Conv1d(c_out, c_out, 3, padding=d, dilation=d) for d in (1, 3, 9)
-        )
-        self.film = nn.Linear(film, 2 * c_out) if film else None
         self.factor = factor
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """x (B, C_in, T), cond (B, D) -> (B, C_out, T * factor)."""
         h = fit_length(self.up(act(x)), x.shape[-1] * self.factor)
-        if self.film is not None:
-            scale, shift = self.film(cond.to(h.dtype)).unsqueeze(-1).chunk(2, dim=1)
-            h = h * (1 + scale) + shift
-        for conv in self.res:
-            h = h + conv(act(h))
-        return h
+        return super().forward(h, cond)
 
 
 class ContinuationModel(nn.Module):
