@@ -27,6 +27,7 @@ from samplegan_tune.collapse import REASON_METRIC
 from samplegan_tune.dashboard import name_objective
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.metrics import SCORE
+from samplegan_tune.space import Param
 from samplegan_tune.tbsearch import TrialEvents
 from samplegan_tune.trainable import train_trial
 from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, TrialData
@@ -128,7 +129,7 @@ class ProgressLine(tune.Callback):
     while no trial can start (the cluster is short of what a trial asks)."""
 
     def __init__(
-        self, total: int, resources: dict[str, float] | None = None, params: tuple = ()
+        self, total: int, resources: dict[str, float] | None = None, params: tuple[Param, ...] = ()
     ) -> None:
         self.total, self.best, self.last_print = total, math.inf, time.monotonic()
         self.resources, self.params = resources or {}, params
@@ -136,8 +137,8 @@ class ProgressLine(tune.Callback):
         self.waiting_since: float | None = None
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **_) -> None:
-        shown = ", ".join(f"{k}={_short(trial.config[k])}" for k in self.params
-                          if k in trial.config)  # fmt: skip
+        active = [p.name for p in self.params if p.active(trial.config)]
+        shown = ", ".join(f"{k}={_short(trial.config[k])}" for k in active if k in trial.config)
         print(f"[search] trial {trial.trial_id} started: {shown}", flush=True)
 
     def on_step_end(self, iteration: int, trials: list, **_) -> None:
@@ -259,10 +260,6 @@ def trainable_for(exp: Experiment, data: TrialData) -> Any:
     return tune.with_resources(fn, trial_resources(exp))
 
 
-def searched_names(exp: Experiment) -> tuple[str, ...]:
-    return tuple(p.name for p in exp.space.params)
-
-
 def run_config(exp: Experiment) -> tune.RunConfig:
     return tune.RunConfig(
         name=exp.name,
@@ -275,7 +272,7 @@ def run_config(exp: Experiment) -> tune.RunConfig:
         # the trials' own files (their TensorBoard rollout audio) go to their trial folders
         sync_config=tune.SyncConfig(sync_artifacts=True),
         callbacks=[
-            ProgressLine(exp.num_samples, trial_resources(exp), searched_names(exp)),
+            ProgressLine(exp.num_samples, trial_resources(exp), exp.space.params),
             TrialEvents([p.name for p in exp.space.params], exp.settings.max_reports),
         ],
         verbose=0,

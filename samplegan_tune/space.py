@@ -81,6 +81,10 @@ class Param:
     when: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     times: str | None = None
 
+    def active(self, values: dict[str, Any]) -> bool:
+        """Whether this param is sampled given the values so far (its `when` holds)."""
+        return all(values.get(k) in allowed for k, allowed in self.when.items())
+
 
 @dataclass(frozen=True)
 class SearchSpace:
@@ -107,7 +111,7 @@ class SearchSpace:
         """Optuna define-by-run: suggest every active param; return the full TrainConfig dict."""
         values: dict[str, Any] = {**TrainConfig().to_dict(), **self.fixed}
         for param in self.params:
-            if all(values.get(k) in allowed for k, allowed in param.when.items()):
+            if param.active(values):
                 values[param.name] = _suggest(trial, param, values)
         return values
 

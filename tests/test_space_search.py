@@ -76,6 +76,9 @@ def test_user_space_with_every_form_never_waits_for_a_missing_gpu(env, tmp_path:
     assert_every_trial_trained(tmp_path / "mine", 2)
     names = {name for t in Experiment.load(tmp_path / "mine").study().trials for name in t.params}
     assert {"context_per_segment", "segment"} <= names and not any("/" in n for n in names)
+    started = [line for line in result.stdout.splitlines() if " started: " in line]
+    assert len(started) == 2  # a conditional param is shown only where its condition holds
+    assert all(("lambda_gp=" in line) == ("adv_loss=wgan-gp" in line) for line in started)
 
     asked = cli(env, "search", "--space", "smoke", "--gpus-per-trial", "1", "--num-cpus", "2",
                 "--storage", str(tmp_path), "--name", "gpu")  # fmt: skip
