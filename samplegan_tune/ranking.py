@@ -159,8 +159,8 @@ def _re_evaluate(exp: Experiment, data: TrialData, trial: Any, summary: TrialSum
         metrics = values if seed == 0 else metrics
         fired = rollout_reasons(clips, reference, noise_spread=values.get(NOISE_SPREAD))
         flags += [f for f in fired if f not in flags]
-    searched = [p.name for p in exp.space.params]
-    params = {k: trial.config[k] for k in searched if k in trial.config}
+    searched = [p.name for p in exp.space.params if p.active(trial.config)]
+    params = {k: trial.config[k] for k in searched if k in trial.config}  # what was sampled
     return Entry(
         rank=0, trial_id=trial.trial_id, final_score=statistics.fmean(scores),
         score_spread=statistics.pstdev(scores) if len(scores) > 1 else 0.0,

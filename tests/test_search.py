@@ -4,6 +4,7 @@ leaderboard, export + generate, the listening page in Chromium, and interrupt + 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -67,6 +68,9 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
         range(1, len(rows) + 1)
     )
     assert str(exp / "listening" / "index.html") in result.stdout
+    for row in rows:  # the params a trial sampled: the latent family's knobs only with it
+        params = json.loads(row["params"])
+        assert ("ae_pretrain_steps" in params) == (params["model_family"] == "latent"), params
 
     exported = tmp_path / "model"
     done = cli(env, "export", str(exp), "--rank", "1", "--out", str(exported))
