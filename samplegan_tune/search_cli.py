@@ -132,7 +132,9 @@ def run_search(args: argparse.Namespace) -> int:
     if args.address is None:
         exp.settings = fit_local_resources(exp.settings, explicit=_explicit_resources(args))
     exp.save()
-    print(f"experiment: {exp.folder} ({num_samples} trials of space {space.name})", flush=True)
+    budget = f", ranked after {exp.time_budget:g} s at most" if exp.time_budget else ""
+    print(f"experiment: {exp.folder} ({num_samples} trials of space {space.name}{budget})",
+          flush=True)  # fmt: skip
     return _search_and_rank(exp, data, resume=False)
 
 

@@ -112,6 +112,7 @@ def test_trials_cut_by_the_time_budget_are_not_lost(env, tmp_path: Path) -> None
     result = cli(env, "search", "--space", str(path), "--num-cpus", "2", "--time-budget", "40",
                  "--storage", str(tmp_path), "--name", "budget")  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "ranked after 40 s at most" in result.stdout
     trials = Experiment.load(tmp_path / "budget").study().trials
     outcomes = [t.user_attrs.get("outcome") for t in trials]
     assert "lost" not in outcomes and "stopped_by_budget" in outcomes, outcomes
