@@ -106,10 +106,13 @@ def test_trials_cut_by_the_time_budget_are_not_lost(env, tmp_path: Path) -> None
         (Path(__file__).parent.parent / "search_spaces" / "smoke.yaml").read_text()
     )
     # Far too long for the budget, and no rollout detector may stop it before: grace period.
-    long["settings"].update(num_samples=2, max_reports=200, grace_period=200, max_concurrent=1)
+    # The space's own time_budget (no --time-budget flag) ends the search.
+    long["settings"].update(
+        num_samples=2, max_reports=200, grace_period=200, max_concurrent=1, time_budget=40
+    )
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(long))
-    result = cli(env, "search", "--space", str(path), "--num-cpus", "2", "--time-budget", "40",
+    result = cli(env, "search", "--space", str(path), "--num-cpus", "2",
                  "--storage", str(tmp_path), "--name", "budget")  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "ranked after 40 s at most" in result.stdout
