@@ -69,7 +69,14 @@ def searched_model(train: list[str], space: str, budget: float, out: Path) -> Pa
 def default_model(train: list[str], budget: float, out: Path) -> Path:
     """A default `train` run, interrupted after `budget` seconds (Ctrl-C keeps the checkpoint)."""
     args = [*CLI, "train", "--data", *train, "--steps", "100000000", "--out", str(out / "default")]
-    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # SIGINT back to default in the child: a benchmark started in the background (`cmd &`)
+    # inherits SIGINT ignored, and `train` would then never see the Ctrl-C below.
+    driver = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     time.sleep(budget)
     driver.send_signal(signal.SIGINT)
     driver.wait(timeout=300)
