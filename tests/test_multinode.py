@@ -113,7 +113,7 @@ def long_smoke_space(folder: Path) -> Path:
     space = yaml.safe_load(resolve_space("smoke").read_text())
     space["settings"].update(max_reports=6, grace_period=6, num_samples=4)
     path = folder / "long-smoke.yaml"
-    path.write_text(yaml.safe_dump(space))
+    path.write_text(yaml.safe_dump(space, sort_keys=False))  # params keep their order
     return path
 
 

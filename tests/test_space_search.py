@@ -111,7 +111,7 @@ def test_trials_cut_by_the_time_budget_are_not_lost(env, tmp_path: Path) -> None
         num_samples=2, max_reports=200, grace_period=200, max_concurrent=1, time_budget=40
     )
     path = tmp_path / "long.yaml"
-    path.write_text(yaml.safe_dump(long))
+    path.write_text(yaml.safe_dump(long, sort_keys=False))  # params keep their order
     result = cli(env, "search", "--space", str(path), "--num-cpus", "2",
                  "--storage", str(tmp_path), "--name", "budget")  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
