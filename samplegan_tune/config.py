@@ -23,6 +23,7 @@ D_KINDS = ("single", "multiscale", "multiperiod")
 NORMS = ("spectral", "weight", "none")
 GAIN_MODES = ("context", "learned", "free")
 MODEL_FAMILIES = ("segment", "latent")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ class TrainConfig:
     lambda_gp: float = 10.0  # gradient penalty, used by adv_loss=wgan-gp only
     lambda_ms: float = 2.5  # mode seeking: two noises, one context, must give different output
     ms_target: float = 1.0  # output spread / noise spread beyond which mode seeking stops
+    # --- speed: neither changes what is computed beyond float rounding ---
+    precision: str = "auto"  # forward passes: "auto" = bf16 autocast on CUDA, fp32 on CPU
+    fused_step: bool = True  # one batched D call per side, cached STFT windows (trainer.py)
     # --- bookkeeping ---
     seed: int = 0
 
@@ -227,6 +231,7 @@ _RULES: list[tuple[str, str, Any]] = [
     ("ctx_noise_gen", "0 ... ctx_noise_max", lambda c: 0 <= c.ctx_noise_gen <= c.ctx_noise_max),
     _between("ms_target", 0.01, 10.0),
     *[_at_least(name, 0.0) for name in _LAMBDAS],
+    _one_of("precision", PRECISIONS),
 ]
 
 

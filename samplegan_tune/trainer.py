@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -60,7 +61,7 @@ class Trainer:
         return [p for net in nets for p in net.parameters()]
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return autocast(self.device)
+        return autocast(self.device, self.cfg.precision)
 
     @property
     def adversarial(self) -> bool:
@@ -112,6 +113,34 @@ class Trainer:
         with self._autocast():
             return self.d(self._joint(segments, tails), latents.flatten(0, 1).detach())
 
+    def _judge_both(self, u: Unroll) -> tuple[list, list]:
+        """Segment D's logits on the rollout's real and fake steps. With `fused_step` one
+        batched call (one phase-shuffle draw and one spectral-norm power iteration for both
+        halves, as the math intends), else one call each."""
+        if not self.cfg.fused_step:
+            real, _ = self._judge(u["real"], u["latent"], u["real_tail"])
+            fake, _ = self._judge(u["fake"], u["latent"], u["fake_tail"])
+            return real, fake
+        both = torch.cat([u["real"], u["fake"]])  # (2B, K, T)
+        tails = torch.cat([u["real_tail"], u["fake_tail"]])
+        logits, _ = self._judge(both, torch.cat([u["latent"], u["latent"]]), tails)
+        n = u["real"].shape[0] * u["real"].shape[1]
+        return [x[:n] for x in logits], [x[n:] for x in logits]
+
+    def _judge_sequences(self, u: Unroll) -> tuple[list, list]:
+        """Sequence D's logits on each piece of the real and the stitched fake rollout, in
+        one batched call per piece with `fused_step`."""
+        pairs = zip(self._seq_pieces(u["real_seq"]), self._seq_pieces(u["stitched"]), strict=True)
+        real, fake = [], []
+        with self._autocast():
+            for r, f in pairs:
+                if self.cfg.fused_step:
+                    logits = self.seq_d(torch.cat([r, f]))[0]
+                    real.append(logits[: r.shape[0]]), fake.append(logits[r.shape[0] :])
+                else:
+                    real.append(self.seq_d(r)[0]), fake.append(self.seq_d(f)[0])
+        return real, fake
+
     def _joint(self, segments: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
         """(B, K, T) segments after their (B, K, tail) context tails -> (B * K, tail + T)."""
         flat = segments.flatten(0, 1)
@@ -127,8 +156,7 @@ class Trainer:
         cfg = self.cfg
         with torch.no_grad():
             u = self.unroll(windows, cfg.scheduled_sampling)
-        real_logits, _ = self._judge(u["real"], u["latent"], u["real_tail"])
-        fake_logits, _ = self._judge(u["fake"], u["latent"], u["fake_tail"])
+        real_logits, fake_logits = self._judge_both(u)
         parts = {"adv": losses.d_loss(cfg.adv_loss, real_logits, fake_logits)}
         if cfg.adv_loss == "wgan-gp":
             flat_latent = u["latent"].flatten(0, 1)
@@ -138,9 +166,7 @@ class Trainer:
                 self._joint(u["fake"], u["fake_tail"]),
             )
         if self.seq_d is not None:
-            with self._autocast():
-                seq_real = [self.seq_d(x)[0] for x in self._seq_pieces(u["real_seq"])]
-                seq_fake = [self.seq_d(x)[0] for x in self._seq_pieces(u["stitched"])]
+            seq_real, seq_fake = self._judge_sequences(u)
             parts["seq_adv"] = losses.d_loss(cfg.adv_loss, seq_real, seq_fake)
         weights = {"adv": 1.0, "gp": cfg.lambda_gp, "seq_adv": 1.0}
         total = losses.weighted_total(parts, weights)
@@ -158,6 +184,23 @@ class Trainer:
     def _g_step(self, windows: torch.Tensor) -> dict[str, float]:
         """One G update over a rollout, in chunks of tbptt steps (one chunk when 0): each
         chunk's losses are back-propagated at once, then the rollout's state is detached."""
+        with self._d_frozen():
+            return self._g_update(windows)
+
+    @contextlib.contextmanager
+    def _d_frozen(self) -> Iterator[None]:
+        """With `fused_step`, D's weights need no gradient while G trains (D's own step
+        zeroes them first): backward then skips D's weight gradients."""
+        params = self._d_params() if self.cfg.fused_step else []
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+
+    def _g_update(self, windows: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
         steps = cfg.rollout_steps
         chunk = cfg.tbptt_chunk
@@ -276,8 +319,7 @@ class Trainer:
         s = self.cfg.segment
         fake, real = u["fake"][..., :s], u["real"][..., :s]
         gap_db = (losses.level_db(fake) - losses.level_db(real)).abs().mean()
-        real_logits, _ = self._judge(u["real"], u["latent"], u["real_tail"])
-        fake_logits, _ = self._judge(u["fake"], u["latent"], u["fake_tail"])
+        real_logits, fake_logits = self._judge_both(u)
         acc_real, acc_fake = losses.d_accuracy(real_logits, fake_logits)
         self._set_training(True)
         metrics = {f"eval/{name}": float(parts[name]) for name in ("recon_l1", "recon_stft", "ae")}

@@ -17,10 +17,11 @@ Unroll = dict[str, torch.Tensor]
 _ONCE = ("ae_in", "recon", "fake_alt", "noise", "noise_alt")  # what step 0 alone reports
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; nothing on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """bf16 autocast for `precision` "bf16", or "auto" on CUDA; else nothing (fp32). Losses
+    run outside it, in fp32 (the STFTs, the judge)."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -70,7 +71,10 @@ class Unroller:
                 own = torch.cat([state["context"][:, s:], previous], dim=1)
                 real = windows[:, k * s : k * s + c]
                 state["context"] = torch.where(state["free"][:, None], own, real)
-            result = self.generate(state["context"], state["anchor"], alt and k == 0)
+            # The AE's reconstruction is read at step 0 only (its loss): later steps skip the
+            # decoder with fused_step.
+            recon = k == 0 or not self.cfg.fused_step
+            result = self.generate(state["context"], state["anchor"], alt and k == 0, recon)
             if k == 0:
                 once = {key: result[key] for key in _ONCE if key in result}
             fake = result["fake"].float()
@@ -96,18 +100,23 @@ class Unroller:
             "real_tail": torch.stack([windows[:, i - tail : i] for i in starts], 1),
         }
 
-    def generate(self, context: torch.Tensor, anchor: torch.Tensor, alt: bool) -> Unroll:
-        """One model call on context (B, C) with fresh noise and context-noise augmentation;
-        with `alt` a second call with a second noise on the same (augmented) context."""
+    def generate(
+        self, context: torch.Tensor, anchor: torch.Tensor, alt: bool, recon: bool = True
+    ) -> Unroll:
+        """One model call on context (B, C) with fresh noise and context-noise augmentation
+        (and the AE's reconstruction when `recon`); with `alt` a second call with a second
+        noise on the same (augmented) context."""
         batch = context.shape[0]
         noise = self._noise(batch)
         level = self._context_noise_level(batch)
         seen = context if level is None else augment_context(context, level, self.rng)
-        with autocast(self.device):
-            result = self.model(seen, noise, anchor, level)
+        with autocast(self.device, self.cfg.precision):
+            result = self.model(seen, noise, anchor, level, with_recon=recon)
             if alt:
                 noise_alt = self._noise(batch)
-                result["fake_alt"] = self.model(seen, noise_alt, anchor, level)["fake"].float()
+                full = not self.cfg.fused_step  # the plain step decodes unread output too
+                again = self.model(seen, noise_alt, anchor, level, with_recon=full)
+                result["fake_alt"] = again["fake"].float()
                 result["noise"], result["noise_alt"] = noise, noise_alt
         return result
 

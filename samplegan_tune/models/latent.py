@@ -154,17 +154,20 @@ class LatentModel(nn.Module):
         noise: torch.Tensor,
         anchor: torch.Tensor | None = None,
         noise_level: torch.Tensor | None = None,
+        with_recon: bool = True,
     ) -> dict[str, torch.Tensor]:
         """As `ContinuationModel.forward`: context (B, C) -> "fake" (B, S + crossfade),
-        "gain_db", "latent" (the seed, B, L), "ae_in", "recon" (B, C)."""
+        "gain_db", "latent" (the seed, B, L), "ae_in", and `with_recon` "recon" (B, C)."""
         ae_in, anchor, drift = self.g.level.prepare(context, anchor)
         if noise_level is None:
             noise_level = torch.zeros_like(anchor)
         frames = self.ae.encode(ae_in)
-        recon = self.ae.decode(frames)[:, -ae_in.shape[-1] :]
         new, seed, cond = self.g(frames, noise, noise_level)
         keep = min(_OVERLAP, frames.shape[-1])
         audio = self.ae.decode(torch.cat([frames[:, :, -keep:], new.to(frames.dtype)], dim=2))
         raw = fit_length(audio[:, keep * self.g.hop :], self.g.out_len)
         fake, gain_db = self.g.level(raw, seed, cond, anchor, drift)
-        return {"fake": fake, "gain_db": gain_db, "latent": seed, "ae_in": ae_in, "recon": recon}
+        out = {"fake": fake, "gain_db": gain_db, "latent": seed, "ae_in": ae_in}
+        if with_recon:
+            out["recon"] = self.ae.decode(frames)[:, -ae_in.shape[-1] :]
+        return out

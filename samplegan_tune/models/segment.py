@@ -82,7 +82,7 @@ class Generator(nn.Module):
         self.level = LevelRule(cfg, seed_dim, cond_dim)
         self.widths = widths
 
-    def seed(self, latent: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    def seed(self, latent: torch.Tensor, recon: torch.Tensor | None) -> torch.Tensor:
         """The seed vector (B, L) from the autoencoder's latent or its reconstruction."""
         if self.cfg.seed_source == "reconstruction":
             return self.reader(recon)
@@ -153,14 +153,19 @@ class ContinuationModel(nn.Module):
         noise: torch.Tensor,
         anchor: torch.Tensor | None = None,
         noise_level: torch.Tensor | None = None,
+        with_recon: bool = True,
     ) -> dict[str, torch.Tensor]:
         """context (B, C), noise (B, noise_dim), anchor (B, 1) the level the rollout started at
         (default: this context's), noise_level (B, 1) the relative noise `augment_context`
         added to the context (default 0) -> dict with "fake" (B, S + crossfade), "gain_db"
         (B, 1) (see LevelRule), "latent" (B, L), "ae_in" (B, C) the autoencoder's input (the
-        context as the level rule scales it) and "recon" (B, C) its output."""
+        context as the level rule scales it) and, `with_recon`, "recon" (B, C) its output
+        (the decoder then runs even where G does not read it)."""
         ae_in, anchor, drift = self.g.level.prepare(context, anchor)
-        latent, recon = self.ae(ae_in)
+        latent = self.ae.encode(ae_in)
+        needed = with_recon or self.cfg.seed_source == "reconstruction"
+        recon = self.ae.decode(latent) if needed else None
         seed = self.g.seed(latent, recon)
         fake, gain_db = self.g(seed, noise, anchor, drift, noise_level)
-        return {"fake": fake, "gain_db": gain_db, "latent": latent, "ae_in": ae_in, "recon": recon}
+        out = {"fake": fake, "gain_db": gain_db, "latent": latent, "ae_in": ae_in}
+        return {**out, "recon": recon} if with_recon else out
