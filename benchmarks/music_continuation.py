@@ -3,7 +3,7 @@ trained on, better than an untuned default run of the same wall time and than th
 
     python benchmarks/music_continuation.py --train DIR_OR_FILES... --unseen FILE... \
         [--budget 1800] [--space narrow] [--points 4] [--seconds 8] [--out DIR] \
-        [--model NAME PATH ...] [--no-train]
+        [--model NAME PATH ...] [--no-train] [--sides search,default]
 
 1. `samplegan-tune search --space SPACE --data TRAIN --time-budget BUDGET`, then `export` of
    rank 1 (the user's commands, in subprocesses);
@@ -151,6 +151,11 @@ def main() -> None:
         help="also continue with this trained model (run, checkpoint or export)",
     )
     parser.add_argument(
+        "--sides",
+        default="search,default",
+        help="which trained sides to run: search, default or both (the default needs no Ray)",
+    )
+    parser.add_argument(
         "--no-train",
         action="store_true",
         help="skip the search and the default run: only the --model entries",
@@ -158,10 +163,12 @@ def main() -> None:
     args = parser.parse_args()  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     models = {name: Path(path) for name, path in args.model}
-    if not args.no_train:
+    sides = set() if args.no_train else set(args.sides.split(","))
+    if "search" in sides:
         models[f"best of a {args.budget:.0f} s `{args.space}` search"] = searched_model(
             args.train, args.space, args.budget, args.out
         )
+    if "default" in sides:
         models[f"untuned default `train`, {args.budget:.0f} s"] = default_model(
             args.train, args.budget, args.out
         )
