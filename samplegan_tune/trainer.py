@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch.nn.utils import parametrize
 
 from samplegan_tune import losses
 from samplegan_tune.config import TrainConfig
@@ -87,7 +88,8 @@ class Trainer:
             metrics = {}
             if self.adversarial:
                 for i in range(self.cfg.n_critic):
-                    metrics.update(self._d_step(windows if i == 0 else self.sample_windows()))
+                    with self._d_weights_once():
+                        metrics.update(self._d_step(windows if i == 0 else self.sample_windows()))
             metrics.update(self._g_step(windows))
         self.step_count += 1
         total = time.perf_counter() - started
@@ -195,10 +197,17 @@ class Trainer:
         for p in params:
             p.requires_grad_(False)
         try:
-            yield
+            with self._d_weights_once():
+                yield
         finally:
             for p in params:
                 p.requires_grad_(True)
+
+    def _d_weights_once(self) -> contextlib.AbstractContextManager:
+        """With `fused_step`, D's normalised weights (spectral: one power iteration) are
+        computed once per D or G update, not once per D call; D's weights change only at
+        D's optimiser step, after which the cache is gone."""
+        return parametrize.cached() if self.cfg.fused_step else contextlib.nullcontext()
 
     def _g_update(self, windows: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
