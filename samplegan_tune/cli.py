@@ -78,7 +78,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--force", action="store_true", help="replace an existing run in --out")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="auto: CUDA when present (bf16 autocast), else CPU")  # fmt: skip
+                   help="auto: CUDA when present, else CPU")  # fmt: skip
     p.add_argument("--log-every", type=int, default=25, help="steps between progress lines")
     p.add_argument("--eval-every", type=int, default=250, help="steps between evaluations")
     p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")

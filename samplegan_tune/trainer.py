@@ -24,7 +24,8 @@ class Trainer:
     Args:
         cfg: every hyperparameter.
         train: the training corpus; `heldout` the evaluation corpus (defaults to `train`).
-        device: "cpu" or "cuda"; on CUDA the forward passes run under bf16 autocast.
+        device: "cpu" or "cuda"; `cfg.precision` "bf16" runs the forward passes under bf16
+            autocast.
     """
 
     def __init__(

@@ -17,10 +17,10 @@ Unroll = dict[str, torch.Tensor]
 _ONCE = ("ae_in", "recon", "fake_alt", "noise", "noise_alt")  # what step 0 alone reports
 
 
-def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """bf16 autocast for `precision` "bf16", or "auto" on CUDA; else nothing (fp32). Losses
-    run outside it, in fp32 (the STFTs, the judge)."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+def autocast(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
+    """bf16 autocast for `precision` "bf16", else nothing (fp32). Losses run outside it, in
+    fp32 (the STFTs, the judge)."""
+    if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
