@@ -22,11 +22,12 @@ from safetensors.torch import save_file
 from samplegan_tune.artifact import CONFIG, FORMAT, MANIFEST, METRICS, WEIGHTS
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.experiment import Experiment
-from samplegan_tune.fileio import check_output_dir
+from samplegan_tune.fileio import check_output_dir, exchange
 from samplegan_tune.leaderboard import read_leaderboard
 from samplegan_tune.models import Model
 from samplegan_tune.ranking import load_ranked_model
 
+EXPORT_FILES = (WEIGHTS, CONFIG, METRICS, MANIFEST)
 _PACKAGES = ("samplegan-tune", "torch", "torchaudio", "ray", "optuna", "safetensors", "numpy")
 
 
@@ -38,9 +39,7 @@ def export(experiment: str | Path, rank: int, out: str | Path, force: bool = Fal
         raise UserInputError(f"{exp.folder}: no ranked survivors (run `leaderboard` first)")
     if not 1 <= rank <= len(entries):
         raise UserInputError(f"--rank {rank}: the leaderboard has ranks 1 to {len(entries)}")
-    out = check_output_dir(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise UserInputError(f"{out}: exists and is not empty; pass --force to replace it")
+    out = check_replaceable_export(out, exp.folder, force)
     entry = entries[rank - 1]
     if entry.flags:
         flags = ", ".join(entry.flags)
@@ -69,8 +68,38 @@ def export(experiment: str | Path, rank: int, out: str | Path, force: bool = Fal
     return out
 
 
+def check_replaceable_export(out: str | Path, experiment: Path, force: bool) -> Path:
+    """Check that folder `out` may receive an export of `experiment`: it is new, empty, or
+    (with `force`) an earlier export holding nothing else. Never the experiment or a folder
+    above it, nor a folder of other files. Returns the path; changes nothing."""
+    out = check_output_dir(out)
+    here, source = out.resolve(), experiment.resolve()
+    if here == source or here in source.parents:
+        where = "is" if here == source else "holds"
+        raise UserInputError(f"{out}: {where} the experiment {experiment}; export elsewhere")
+    if not out.exists() or not any(out.iterdir()):
+        return out
+    if not force:
+        raise UserInputError(f"{out}: exists and is not empty; pass --force to replace it")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_FILES)
+    if foreign or not _is_export(out):
+        what = f"holds {', '.join(foreign[:3])}" if foreign else "has no export manifest"
+        raise UserInputError(
+            f"{out}: not an earlier export ({what}); --force replaces only an export folder"
+        )
+    return out
+
+
+def _is_export(folder: Path) -> bool:
+    try:
+        return json.loads((folder / MANIFEST).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _write_folder(out: Path, model: Model, files: dict[str, str]) -> None:
-    """Build the folder beside `out`, then swap it in: never a half-written export."""
+    """Build the folder beside `out`, then swap it in: never a half-written export, and an
+    earlier export is replaced in one atomic exchange (it stays whole until then)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
@@ -79,8 +108,9 @@ def _write_folder(out: Path, model: Model, files: dict[str, str]) -> None:
         for name, text in files.items():
             (staging / name).write_text(text)
         if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
+            exchange(staging, out)  # staging now holds the old export, removed below
+        else:
+            os.replace(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

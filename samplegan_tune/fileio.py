@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -53,6 +55,28 @@ def check_output_dir(path: str | Path) -> Path:
         raise UserInputError(f"{path}: exists and is not a folder")
     _check_writable_dir(path, what=str(path))
     return path
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two existing paths in one step (Linux renameat2 RENAME_EXCHANGE), so a reader or
+    a kill never finds either missing. Where the call is missing (another OS, an old kernel,
+    a file system without it), falls back to two renames, `b` moved aside first."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        at_cwd = -100  # AT_FDCWD
+        done = renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), _RENAME_EXCHANGE)
+        if done == 0:
+            return
+        if ctypes.get_errno() not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), str(b))
+    aside = b.with_name(f".{b.name}.aside-{os.getpid()}")
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import optuna
@@ -80,6 +81,7 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
     assert made.returncode == 0, made.stderr
     audio, rate = sf.read(wav)
     assert rate == 16000 and len(audio) == 32000 and abs(audio).max() > 0
+    _check_export_force_replaces_only_an_export(env, exp, exported, tmp_path)
     beyond = cli(
         env, "export", str(exp), "--rank", str(len(rows) + 1), "--out", str(tmp_path / "x")
     )
@@ -89,20 +91,59 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
     _check_page_renders(exp / "listening" / "index.html", tmp_path)
 
 
+def _check_export_force_replaces_only_an_export(
+    env: dict[str, str], exp: Path, exported: Path, tmp_path: Path
+) -> None:
+    """`--force` replaces an earlier export, never the experiment, its parent or a folder of
+    other files (each refused in one line, exit 2, everything left as it was)."""
+    before = sorted(p.relative_to(exp) for p in exp.rglob("*"))
+    foreign = tmp_path / "thesis"
+    foreign.mkdir()
+    (foreign / "thesis.txt").write_text("four years of work")
+    refusals = {
+        exp: "is the experiment",
+        exp.parent: "holds the experiment",
+        foreign: "not an earlier export",
+    }
+    for out, words in refusals.items():
+        done = cli(env, "export", str(exp), "--rank", "1", "--out", str(out), "--force")
+        assert done.returncode == 2 and words in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert sorted(p.relative_to(exp) for p in exp.rglob("*")) == before
+    assert (foreign / "thesis.txt").read_text() == "four years of work"
+    old = json.loads((exported / "manifest.json").read_text())["created"]
+    time.sleep(1.1)  # `created` has a resolution of seconds
+    again = cli(env, "export", str(exp), "--rank", "1", "--out", str(exported), "--force")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((exported / "manifest.json").read_text())["created"] != old
+    assert not [p for p in exported.parent.iterdir() if p.name.startswith(".model.")]
+
+
 def _check_page_renders(page: Path, tmp_path: Path) -> None:
     text = page.read_text()
     assert "<audio" in text and "How trials ended" in text and "importance" in text
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed here (CI installs it from Debian)")
     shot = tmp_path / "page.png"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run",
-             f"--user-data-dir={tmp_path / 'chrome'}"]  # fmt: skip
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+    ]
+    dom = subprocess.run(
+        [CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert "Top trials" in dom.stdout and "<svg" in dom.stdout
-    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,2000",
-                    page.as_uri()], capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.is_file() and shot.stat().st_size > 10_000
 
 
