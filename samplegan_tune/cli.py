@@ -104,6 +104,9 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="where to run")
 
 
+MAX_GENERATE_SECONDS = 3600.0  # an hour of audio: beyond it, a typo rather than a wish
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="warning: %(message)s", stream=sys.stderr)
@@ -177,7 +180,11 @@ def run_generate(args: argparse.Namespace) -> int:
     from samplegan_tune.fileio import check_output_file
     from samplegan_tune.rollout import rollout, unprimed_context
 
-    _require_positive(seconds=args.seconds)
+    _require_within("seconds", args.seconds, 0.0, MAX_GENERATE_SECONDS, low_open=True)
+    if args.offset is not None:
+        _require_within("offset", args.offset, 0.0, math.inf)
+    if args.level_dbfs is not None:
+        _require_within("level-dbfs", args.level_dbfs, -80.0, 0.0)
     if args.offset is not None and args.prime is None:
         raise UserInputError("--offset needs --prime (the file the offset is in)")
     out = check_output_file(args.out, args.force)
@@ -242,6 +249,16 @@ def _device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserInputError("--device cuda: no CUDA device is available; use --device cpu")
     return device
+
+
+def _require_within(
+    name: str, value: float, low: float, high: float, low_open: bool = False
+) -> None:
+    """Refuse a non-finite `value` or one outside [low, high] ((low, high] if `low_open`)."""
+    below = value <= low if low_open else value < low
+    if not math.isfinite(value) or below or value > high:
+        bounds = f"{'>' if low_open else '>='} {low:g} and <= {high:g}"
+        raise UserInputError(f"--{name} {value:g}: must be a finite number {bounds}")
 
 
 def _require_positive(**values: float) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # torch is imported lazily: the CLI imports this module for -
     import torch
 
 MIN_CLIP_SECONDS = 1.0
+MIN_RATE, MAX_RATE = 1000, 192000
 SCORE_NOTE = "quality/score: lower is better; formula in samplegan_tune/metrics.py"
 DETECTORS = "collapse/detectors"  # every rollout detector that fires; the first is the reason
 logger = logging.getLogger("samplegan_tune")
@@ -109,8 +110,8 @@ def run_evaluate(
     from samplegan_tune.features import LogMelEmbedding, TorchScriptEmbedding
     from samplegan_tune.metrics import RealReference, evaluate_clips
 
-    if not sample_rate > 0:
-        raise UserInputError(f"--sample-rate {sample_rate}: must be a positive number of Hz")
+    if not MIN_RATE <= sample_rate <= MAX_RATE:  # as TrainConfig allows; 1e9 Hz ate 24 GB
+        raise UserInputError(f"--sample-rate {sample_rate}: must be {MIN_RATE} ... {MAX_RATE} Hz")
     if not (math.isfinite(clip_seconds) and clip_seconds >= MIN_CLIP_SECONDS):
         raise UserInputError(f"--clip-seconds {clip_seconds}: must be ≥ {MIN_CLIP_SECONDS:g}")
     model = TorchScriptEmbedding(embedding) if embedding else LogMelEmbedding(sample_rate)

@@ -129,8 +129,21 @@ def test_generate_primes_at_an_offset_and_follows_the_primers_level(trained, env
 
     def generate(prime: Path, name: str, *extra: str) -> np.ndarray:
         out = tmp_path / f"{name}.wav"
-        result = cli(env, "generate", str(trained), "--seconds", "1", "--out", str(out),
-                     "--prime", str(prime), "--offset", "3", "--include-prime", *extra)  # fmt: skip
+        result = cli(
+            env,
+            "generate",
+            str(trained),
+            "--seconds",
+            "1",
+            "--out",
+            str(out),
+            "--prime",
+            str(prime),
+            "--offset",
+            "3",
+            "--include-prime",
+            *extra,
+        )
         assert result.returncode == 0, result.stderr
         return sf.read(out)[0]
 
@@ -152,10 +165,45 @@ def test_generate_primes_at_an_offset_and_follows_the_primers_level(trained, env
         )
         < 0.5
     )
-    late = cli(env, "generate", str(trained), "--seconds", "1", "--out", str(tmp_path / "x.wav"),
-               "--prime", str(loud), "--offset", "7")  # fmt: skip
+    late = cli(
+        env,
+        "generate",
+        str(trained),
+        "--seconds",
+        "1",
+        "--out",
+        str(tmp_path / "x.wav"),
+        "--prime",
+        str(loud),
+        "--offset",
+        "7",
+    )
     assert_user_error(late, "--offset 7", "6.00 s")
     assert not (tmp_path / "x.wav").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--level-dbfs", "50"],
+        ["--level-dbfs", "inf"],
+        ["--level-dbfs", "-500"],
+        ["--level-dbfs", "nan"],
+        ["--offset", "nan"],
+        ["--offset", "inf"],
+        ["--seconds", "1e9"],
+        ["--seconds", "nan"],
+        ["--seconds", "0"],
+    ],
+)
+def test_generate_refuses_values_that_would_write_garbage(trained, env, tmp_path, args) -> None:
+    """Levels off the dBFS scale, non-finite offsets and absurd lengths: one line, exit 2, no
+    file (they wrote clipped noise, silence or tracebacks, or ran without bound)."""
+    seconds = [] if args[0] == "--seconds" else ["--seconds", "1"]
+    wav = tmp_path / "x.wav"
+    done = cli(env, "generate", str(trained), *seconds, *args, "--out", str(wav))
+    assert_user_error(done, args[0], "finite")
+    assert not wav.exists()
 
 
 def test_resume_continues_to_the_new_total(trained, env, tmp_path) -> None:
@@ -275,8 +323,22 @@ def test_every_writing_verb_refuses_an_uncreatable_path(trained, env, tmp_path) 
 
 def test_a_collapsing_run_stops_and_says_why(env, tiny_yaml, tmp_path) -> None:
     out = tmp_path / "run"
-    result = cli(env, "train", "--config", str(tiny_yaml), "--steps", "40", "--out", str(out),
-                 "--set", "lr_g=1000", "--set", "lr_d=1000", "--set", "lr_ae=1000")  # fmt: skip
+    result = cli(
+        env,
+        "train",
+        "--config",
+        str(tiny_yaml),
+        "--steps",
+        "40",
+        "--out",
+        str(out),
+        "--set",
+        "lr_g=1000",
+        "--set",
+        "lr_d=1000",
+        "--set",
+        "lr_ae=1000",
+    )
     assert result.returncode == 1
     assert "stopped at step" in result.stdout and "training collapsed (" in result.stdout
     assert "step 40/40" not in result.stdout
