@@ -20,7 +20,7 @@ from samplegan_tune.metrics import NOISE_SPREAD, SCORE
 from samplegan_tune.models import Model
 from samplegan_tune.scale import score_scale
 from samplegan_tune.trainable import CHECKPOINT_FILE
-from samplegan_tune.trial import COLLAPSED_SCORE, TrialData, score_model
+from samplegan_tune.trial import COLLAPSED_SCORE, GENERATOR_STEPS, TrialData, score_model
 
 RANKED = "ranked"  # ranked/<rank>/trial.pt: local copies of the ranked checkpoints
 SURVIVED = ("completed", "stopped_early", "stopped_by_budget")
@@ -128,7 +128,11 @@ def _flagged_attempts(
 ) -> list[Entry]:
     """The `count` trials that trained longest, re-evaluated (or as already judged), each
     flagged with what its long rollouts show or, failing that, why the trial ended."""
-    tried = [s for s in summaries if s.outcome not in NEVER_RANKED and s.steps > 0]
+    tried = [
+        s
+        for s in summaries
+        if s.outcome not in NEVER_RANKED and exp_best_checkpoint(by_id[s.trial_id]) is not None
+    ]
     tried.sort(key=lambda s: (s.trial_id not in judged, -s.steps))
     attempts = []
     for summary in tried[:count]:
@@ -169,15 +173,20 @@ def _re_evaluate(exp: Experiment, data: TrialData, trial: Any, summary: TrialSum
     )  # fmt: skip
 
 
-def exp_best_checkpoint(trial: Any) -> tune.Checkpoint:
-    """The trial's kept checkpoint with the best (lowest) quality score.
+def exp_best_checkpoint(trial: Any) -> tune.Checkpoint | None:
+    """The trial's kept checkpoint with the best (lowest) quality score; None when every
+    kept checkpoint predates G's first update (stage 1): an untrained generator is never a
+    candidate, flagged or not.
 
     Flagged or collapsed reports score COLLAPSED_SCORE, so a checkpoint that any detector
     flagged is only ever picked when nothing else is left (and the caller then skips it).
     """
     results = trial.run_metadata.checkpoint_manager.best_checkpoint_results
-    healthy = [r for r in results if not r.metrics.get(REASON_METRIC)]
-    best = min(healthy or results, key=lambda r: r.metrics.get(SCORE, math.inf))
+    trained = [r for r in results if r.metrics.get(GENERATOR_STEPS, 1) > 0]  # old runs: 1
+    healthy = [r for r in trained if not r.metrics.get(REASON_METRIC)]
+    if not trained:
+        return None
+    best = min(healthy or trained, key=lambda r: r.metrics.get(SCORE, math.inf))
     return best.checkpoint
 
 

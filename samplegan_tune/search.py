@@ -30,7 +30,7 @@ from samplegan_tune.metrics import SCORE
 from samplegan_tune.space import Param
 from samplegan_tune.tbsearch import TrialEvents
 from samplegan_tune.trainable import train_trial
-from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, TrialData
+from samplegan_tune.trial import ADVERSARIAL_STEPS, COLLAPSED_SCORE, REPORTS, TrialData
 
 OUTCOME_ATTR = "outcome"  # Optuna user attribute: "completed", a collapse reason, ...
 TUNE_ID_ATTR = "tune_trial_id"  # Optuna user attribute: the Tune trial's id
@@ -230,10 +230,13 @@ def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tun
         FIFOScheduler()
         if baseline
         else ASHAScheduler(
+            # Rungs count adversarial steps, not reports: a trial still in stage 1 or D's
+            # warm-up (whose reports are flagged) is never compared at a rung yet.
+            time_attr=ADVERSARIAL_STEPS,
             metric=SCORE,
             mode="min",
-            max_t=settings.max_reports,
-            grace_period=settings.grace_period,
+            max_t=settings.max_reports * settings.steps_per_report,
+            grace_period=settings.grace_period * settings.steps_per_report,
             reduction_factor=settings.reduction_factor,
         )
     )

@@ -18,7 +18,7 @@ from samplegan_tune.checkpoint import load_checkpoint, save_checkpoint
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.space import SearchSettings, config_from_trial_params
 from samplegan_tune.tblog import EventLog
-from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, Trial, TrialData
+from samplegan_tune.trial import ADVERSARIAL_STEPS, COLLAPSED_SCORE, REPORTS, Trial, TrialData
 
 CHECKPOINT_FILE = "trial.pt"
 NODE = "node"  # reported: the Ray node that ran the interval (which machine, on a cluster)
@@ -76,5 +76,6 @@ def _report_infeasible(reason: str, detail: str) -> None:
             collapse.REASON_METRIC: reason,
             "collapse/detail": detail,
             REPORTS: 0,
+            ADVERSARIAL_STEPS: 0,
         }
     )

@@ -72,6 +72,18 @@ class Trainer:
         weights = self.cfg.lambda_adv + self.cfg.lambda_seq_adv + self.cfg.lambda_fm
         return self.step_count >= start and weights > 0
 
+    @property
+    def generator_steps(self) -> int:
+        """G's updates so far: 0 while stage 1 (ae_pretrain_steps) trains the autoencoder."""
+        return max(0, self.step_count - self.cfg.ae_pretrain_steps)
+
+    @property
+    def adversarial_steps(self) -> int:
+        """Steps since the discriminators came into play (after stage 1 and D's warm-up): what
+        a search's grace periods count, so no trial is judged before it has trained."""
+        start = self.cfg.ae_pretrain_steps + self.cfg.d_warmup_steps
+        return max(0, self.step_count - start)
+
     def sample_windows(self, batch_size: int | None = None) -> torch.Tensor:
         """(B, window) real audio: the context followed by rollout_steps segments."""
         return self.sampler.sample(batch_size or self.cfg.batch_size, self.cfg.window, self.rng)

@@ -24,6 +24,9 @@ REPORTS = "reports"  # how many report intervals a trial has finished
 FLAGGED = "collapse/flagged"  # a rollout detector that fired within the grace period
 PRIMER_SEED = 7  # which held-out windows prime the evaluation rollouts
 RESEED = 1_000_003  # noise seed offset of the second rollout of a primer (noise spread)
+ADVERSARIAL_STEPS = "train/adversarial_steps"  # `Trainer.adversarial_steps`: ASHA's clock
+GENERATOR_STEPS = "train/generator_steps"  # `Trainer.generator_steps`: 0 = G never updated
+UNTRAINED = "untrained"  # the flag of a report before G's first update: never ranked
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,18 +127,16 @@ class Trial:
             reason = collapse.NON_FINITE
         trained = time.perf_counter()
         quality: dict[str, float | None] = {}
-        if not reason:
-            quality, _, clips = score_model(
-                self.trainer.model, self.data.heldout, self.data.reference,
-                self.settings.eval_rollouts, self.settings.eval_seconds,
-            )  # fmt: skip
-            self.last_clips = clips
-            # Every report is judged by every detector; before ASHA's grace period a rollout
-            # detector only flags the report (its checkpoint can never be ranked: it scores
-            # COLLAPSED_SCORE) and the trial goes on, as a warming-up model may still learn.
+        if not reason and self.trainer.generator_steps == 0:
+            flagged, quality = UNTRAINED, {SCORE: None}  # stage 1: no generator to judge yet
+        elif not reason:
+            quality, clips = self._score()
+            # Every report is judged by every detector; until the grace period's adversarial
+            # steps have run, a rollout detector only flags the report (its checkpoint can
+            # never be ranked: it scores COLLAPSED_SCORE) and the trial goes on learning.
             spread = quality.get(NOISE_SPREAD)
             flagged = self.monitor.check_rollouts(clips, self.data.reference, spread)
-            if self.reports + 1 >= self.settings.grace_period:
+            if self.trainer.adversarial_steps >= self.grace_steps:
                 reason = flagged
             elif flagged:
                 quality = {**quality, SCORE: None}
@@ -145,6 +146,19 @@ class Trial:
         report["time/train_s"] = trained - started
         report["time/eval_s"] = time.perf_counter() - trained
         return report
+
+    @property
+    def grace_steps(self) -> int:
+        """Adversarial steps before a rollout detector may stop the trial (ASHA's grace)."""
+        return self.settings.grace_period * self.settings.steps_per_report
+
+    def _score(self) -> tuple[dict[str, float | None], torch.Tensor]:
+        quality, _, clips = score_model(
+            self.trainer.model, self.data.heldout, self.data.reference,
+            self.settings.eval_rollouts, self.settings.eval_seconds,
+        )  # fmt: skip
+        self.last_clips = clips
+        return quality, clips
 
     def _report(
         self, metrics: dict[str, float], quality: dict[str, float | None], reason: str | None
@@ -157,6 +171,8 @@ class Trial:
         report[collapse.REASON_METRIC] = reason or ""
         report[REPORTS] = self.reports
         report["step"] = self.trainer.step_count
+        report[ADVERSARIAL_STEPS] = self.trainer.adversarial_steps
+        report[GENERATOR_STEPS] = self.trainer.generator_steps
         return report
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 import soundfile as sf
+import yaml
 
 from samplegan_tune.collapse import ROLLOUT_REASONS, TRAINING_REASONS
 from samplegan_tune.experiment import Experiment
@@ -194,3 +195,40 @@ def test_bad_search_inputs_leave_no_experiment(env, tmp_path: Path) -> None:
     for command in (["resume"], ["leaderboard"], ["export", "--out", str(tmp_path / "o")]):
         result = cli(env, command[0], str(tmp_path), *command[1:])
         assert result.returncode == 2 and "not an experiment" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_trial_still_in_stage_one_is_never_ranked_nor_exported(env, tmp_path: Path) -> None:
+    """A latent trial whose stage 1 (100 steps) outlasts the search (3 reports of 8 steps):
+    its generator never trained, so it is no candidate, not even a flagged best attempt."""
+    packaged = Path(__file__).resolve().parents[1] / "samplegan_tune" / "search_spaces"
+    smoke = yaml.safe_load((packaged / "smoke.yaml").read_text())
+    smoke["fixed"].update(model_family="latent", ae_pretrain_steps=100)
+    smoke["params"] = {"lr_g": smoke["params"]["lr_g"]}
+    space = tmp_path / "stage1.yaml"
+    space.write_text(yaml.safe_dump(smoke))
+    storage = tmp_path / "results"
+    done = cli(
+        env,
+        "search",
+        "--space",
+        str(space),
+        "--num-samples",
+        "1",
+        "--num-cpus",
+        "2",
+        "--storage",
+        str(storage),
+        "--name",
+        "stage1",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    exp = storage / "stage1"
+    (trial,) = study(exp).trials
+    assert trial.state == optuna.trial.TrialState.PRUNED  # no healthy report to tell
+    board = json.loads((exp / "leaderboard.json").read_text())
+    assert board["entries"] == []
+    out = tmp_path / "model"
+    refused = cli(env, "export", str(exp), "--rank", "1", "--out", str(out))
+    assert refused.returncode == 2 and "no ranked survivors" in refused.stderr
+    assert not out.exists()

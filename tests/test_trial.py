@@ -23,9 +23,12 @@ from samplegan_tune.search import STOPPED_EARLY, OutcomeAwareOptunaSearch, trial
 from samplegan_tune.space import SearchSettings
 from samplegan_tune.synthetic import synthetic_songs
 from samplegan_tune.trial import (
+    ADVERSARIAL_STEPS,
     COLLAPSED_SCORE,
     FLAGGED,
+    GENERATOR_STEPS,
     REPORTS,
+    UNTRAINED,
     Trial,
     TrialData,
     reference_clips,
@@ -114,15 +117,48 @@ def test_resumed_searcher_keeps_an_outcome_told_before_the_crash(tmp_path: Path)
 def test_a_report_before_the_grace_period_is_judged_all_the_same(
     tiny: TrainConfig, data: TrialData
 ) -> None:
-    """A detector that fires before ASHA's grace period flags the report: its checkpoint
-    scores COLLAPSED_SCORE (never ranked), and the trial stops once the grace period is over."""
-    trial = Trial(tiny, data, SETTINGS)  # grace period: 2 reports
+    """A detector that fires before the grace period's adversarial steps have run flags the
+    report: its checkpoint scores COLLAPSED_SCORE (never ranked), and the trial stops once
+    they have run (2 reports x 3 steps = 6 adversarial steps: with no D warm-up, report 2)."""
+    trial = Trial(tiny.replace(d_warmup_steps=0), data, SETTINGS)
     trial.monitor = CollapseMonitor(CollapseConfig(silence_margin_db=-200.0))  # always fires
     first = trial.run_interval()
     assert first[REASON_METRIC] == "" and first[FLAGGED] == SILENCE
-    assert first[SCORE] == COLLAPSED_SCORE
+    assert first[SCORE] == COLLAPSED_SCORE and first[ADVERSARIAL_STEPS] == 3
     second = trial.run_interval()
     assert second[REASON_METRIC] == SILENCE and second[FLAGGED] == ""
+
+
+def test_the_grace_period_counts_adversarial_steps_not_reports(
+    tiny: TrainConfig, data: TrialData
+) -> None:
+    """D's warm-up (4 steps) does not count: after 2 reports of 3 steps only 2 adversarial
+    steps have run, so the always-firing detector still only flags; at report 4 (8 steps)
+    the grace period's 6 have run and it stops the trial."""
+    settings = SearchSettings(**{**SETTINGS.__dict__, "max_reports": 4})
+    trial = Trial(tiny.replace(d_warmup_steps=4), data, settings)
+    trial.monitor = CollapseMonitor(CollapseConfig(silence_margin_db=-200.0))
+    reports = [trial.run_interval() for _ in range(3)]
+    assert [r[ADVERSARIAL_STEPS] for r in reports] == [0, 2, 5]
+    assert all(r[REASON_METRIC] == "" and r[FLAGGED] == SILENCE for r in reports)
+    assert trial.run_interval()[REASON_METRIC] == SILENCE
+
+
+def test_a_generator_still_in_stage_one_is_not_judged_nor_rankable(
+    tiny: TrainConfig, data: TrialData
+) -> None:
+    """Latent family, 5 steps of stage 1: report 1 (step 3) has an untrained generator — no
+    rollouts, no detector, flagged `untrained`, scored COLLAPSED_SCORE; report 2 (step 6) is
+    the first judged one."""
+    cfg = tiny.replace(model_family="latent", ae_pretrain_steps=5)
+    trial = Trial(cfg, data, SETTINGS)
+    first = trial.run_interval()
+    assert first[FLAGGED] == UNTRAINED and first[REASON_METRIC] == ""
+    assert first[SCORE] == COLLAPSED_SCORE and first[GENERATOR_STEPS] == 0
+    assert trial.last_clips is None and "quality/spectral_change" not in first
+    second = trial.run_interval()
+    assert second[GENERATOR_STEPS] == 1 and second[FLAGGED] != UNTRAINED
+    assert "quality/spectral_change" in second
 
 
 def test_optuna_is_told_the_best_report_the_ranking_uses(tmp_path: Path) -> None:
