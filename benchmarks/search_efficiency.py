@@ -50,6 +50,7 @@ def run_one(root: Path, seed: int, trials: int, baseline: bool, data: object) ->
     exp = Experiment(
         name=name, folder=root / name, tune_storage=str(root), space_name="bench",
         space_yaml=SPACE, settings=SETTINGS, data=["synthetic"], num_samples=trials, seed=seed,
+        baseline=False,  # the samplers alone are compared: no defaults point on either side
     )  # fmt: skip
     exp.save()
     grid = search.build_tuner(exp, data, baseline=baseline).fit()

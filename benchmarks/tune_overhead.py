@@ -38,7 +38,7 @@ def main() -> None:
     )  # fmt: skip
     root = Path(tempfile.mkdtemp(prefix="tune-overhead-"))
     exp = Experiment("overhead", root / "overhead", str(root), "one", yaml.safe_dump(SPACE),
-                     settings, ["synthetic"], 1)  # fmt: skip
+                     settings, ["synthetic"], 1, baseline=False)  # fmt: skip
     data = prepare_trial_data(exp)
     exp.save()
     connect_ray(None, args.num_cpus)

@@ -44,12 +44,25 @@ class Experiment:
     address: str | None = None
     cache_dir: str | None = None
     smoke: bool = False  # the space shrunk to smoke size (`search --smoke`)
+    baseline: bool = True  # the first trial is the space's defaults (`SearchSpace.baseline`)
     created: float = field(default_factory=time.time)
 
     @functools.cached_property
     def space(self) -> SearchSpace:
         space = parse_space(self.space_name, yaml.safe_load(self.space_yaml))
         return space.smoke() if self.smoke else space
+
+    @property
+    def first_points(self) -> list[dict[str, Any]]:
+        """What the searcher tries before sampling: the baseline, then `--try`'s points."""
+        return ([self.space.baseline()] if self.baseline else []) + self.start_points
+
+    def baseline_params(self) -> dict[str, Any] | None:
+        """The baseline trial's sampled config values (as `Entry.params` holds them)."""
+        if not self.baseline:
+            return None
+        values = self.space.sample(optuna.trial.FixedTrial(self.space.baseline()))
+        return {p.name: values[p.name] for p in self.space.params if p.active(values)}
 
     @property
     def tune_path(self) -> str:
@@ -80,6 +93,7 @@ class Experiment:
             values = json.loads(path.read_text())
             values["settings"] = SearchSettings(**values["settings"])
             values["folder"] = folder
+            values.setdefault("baseline", False)  # searches from before baselines had none
             return cls(**values)
         except (ValueError, TypeError, KeyError) as err:
             raise UserInputError(f"{path}: unreadable experiment description ({err})") from err

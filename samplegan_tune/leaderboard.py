@@ -30,6 +30,7 @@ class Entry:
     params: dict[str, Any]
     metrics: dict[str, float | None] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)  # detectors that fire on it: not music
+    baseline: bool = False  # the search's first trial: the space's defaults
 
 
 @dataclass
@@ -87,7 +88,7 @@ def _row(e: Entry, scale: dict[str, float]) -> dict[str, Any]:
     where = position(e.final_score, scale)
     return {
         "rank": e.rank,
-        "trial": e.trial_id,
+        "trial": f"{e.trial_id} (baseline)" if e.baseline else e.trial_id,
         "final score": f"{sig3(e.final_score)} ± {sig3(e.score_spread)}",
         "position": sig3(where) if math.isfinite(where) else "",
         "search score": sig3(e.search_score) if math.isfinite(e.search_score) else "",

@@ -140,6 +140,9 @@ def _scale_table(board: Leaderboard) -> str:
     )
 
 
+BASELINE_MARK = " (baseline: the space's defaults, tried first)"
+
+
 def _trial_block(entry: Entry, figures: list[str], scale: dict[str, float]) -> str:
     params = "".join(
         f"<tr><td>{html.escape(k)}</td><td class='param'>{html.escape(str(sig3(v)))}</td></tr>"
@@ -151,7 +154,8 @@ def _trial_block(entry: Entry, figures: list[str], scale: dict[str, float]) -> s
             if entry.flags else "")  # fmt: skip
     return (
         f"<div class='trial' id='rank{entry.rank}'><h3>#{entry.rank}: trial "
-        f"{html.escape(entry.trial_id)}</h3>{flag}<p>final score {sig3(entry.final_score)} ± "
+        f"{html.escape(entry.trial_id)}{BASELINE_MARK if entry.baseline else ''}</h3>{flag}"
+        f"<p>final score {sig3(entry.final_score)} ± "
         f"{sig3(entry.score_spread)}{f' ({html.escape(where)})' if where else ''}; search "
         f"score {_search_score(entry)}; step {entry.step}. Each clip: "
         f"{PRIMER_SHOWN_S:g} s of the real primer (dashed line: where it ends), then "

@@ -105,6 +105,9 @@ def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderbo
     if not entries:  # the best attempts, each labelled with its failure
         flagged = {e.trial_id: e for e in judged}
         entries, rejected = _flagged_attempts(exp, data, summaries, by_id, flagged, count), {}
+    baseline = exp.baseline_params()
+    for entry in entries:
+        entry.baseline = baseline is not None and entry.params == baseline
     shutil.rmtree(exp.folder / RANKED, ignore_errors=True)
     for rank_number, entry in enumerate(entries, start=1):
         entry.rank = rank_number

@@ -221,7 +221,7 @@ def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tun
         seed=exp.seed,
         storage=exp.optuna_storage(),
         study_name=exp.name,
-        points_to_evaluate=exp.start_points or None,
+        points_to_evaluate=exp.first_points or None,
         sampler=sampler,
         max_reports=settings.max_reports,
     )

@@ -55,6 +55,12 @@ def add_search_commands(commands: argparse._SubParsersAction) -> None:
         metavar="K=V[,K=V]",
         help="a configuration to try first; repeatable",
     )
+    p.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="do not try the space's defaults (the measured best config) first",
+    )
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (none: all)")
     p.add_argument("--cache-dir", help="prepared-corpus cache (none: $SAMPLEGAN_CACHE or "
                    "~/.cache/samplegan-tune)")  # fmt: skip
@@ -67,6 +73,12 @@ def add_search_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("resume", help="continue an interrupted search")
     p.add_argument("experiment", type=Path, help="the experiment folder, results/NAME")
     p.add_argument("--address", help="Ray cluster (none: the search's own, or a local Ray)")
+    p.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="do not try the space's defaults (the measured best config) first",
+    )
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (none: all)")
     p = commands.add_parser("leaderboard", help="re-rank a search's survivors")
     p.add_argument("experiment", type=Path, help="the experiment folder, results/NAME")
@@ -124,7 +136,7 @@ def run_search(args: argparse.Namespace) -> int:
         space_yaml=resolve_space(args.space).read_text(), settings=settings, data=args.data,
         num_samples=num_samples, seed=args.seed, time_budget=_time_budget(settings, args),
         start_points=[_point(text) for text in args.start_points], address=args.address,
-        cache_dir=args.cache_dir, smoke=args.smoke,
+        cache_dir=args.cache_dir, smoke=args.smoke, baseline=args.baseline,
     )  # fmt: skip
     data = prepare_trial_data(exp)
     print(f"data: {data.description}", flush=True)
@@ -211,6 +223,9 @@ def _rank_and_report(exp: Experiment, data: TrialData, top_k: int | None) -> Non
     elif board.entries[0].flags:
         print("no trial passed the collapse detectors: the leaderboard lists the best attempts, "
               "each flagged with its failure (column `flagged`)")  # fmt: skip
+    elif board.entries[0].baseline:
+        print("the search found nothing better than its baseline (the space's defaults, the "
+              "measured best configuration): rank 1 is the baseline")  # fmt: skip
     print(f"leaderboard: {exp.folder / 'leaderboard.csv'}\nlistening page: {page}")
     print(f"optuna-dashboard: {dashboard.command(exp)}  (pip install optuna-dashboard)")
 

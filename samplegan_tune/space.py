@@ -107,6 +107,25 @@ class SearchSpace:
         params = tuple(_smoke_param(p) for p in self.params)
         return SearchSpace(self.name, self.description, settings, fixed, params)
 
+    def baseline(self) -> dict[str, Any]:
+        """The measured best `TrainConfig` (the defaults) clipped into this space, as Optuna
+        params (a `times:` param as its factor): the point a search tries first. Each active
+        param takes the default (over the space's fixed values) or, outside its range, the
+        nearest allowed value."""
+        defaults = TrainConfig().to_dict()
+        values: dict[str, Any] = {**defaults, **self.fixed}
+        point: dict[str, Any] = {}
+        for p in self.params:
+            if not p.active(values):
+                continue
+            if p.times is not None:  # the defaults' ratio (context 3000 / segment 500 = 6)
+                factor = round(defaults[p.name] / defaults[p.times])
+                point[factor_name(p)] = min(max(factor, int(p.low)), int(p.high))
+                values[p.name] = point[factor_name(p)] * values[p.times]
+                continue
+            values[p.name] = point[p.name] = _nearest(p, values[p.name])
+        return point
+
     def sample(self, trial: Any) -> dict[str, Any]:
         """Optuna define-by-run: suggest every active param; return the full TrainConfig dict."""
         values: dict[str, Any] = {**TrainConfig().to_dict(), **self.fixed}
@@ -125,6 +144,20 @@ def _suggest(trial: Any, p: Param, values: dict[str, Any]) -> Any:
     if p.kind in ("int", "int_log"):
         return trial.suggest_int(p.name, int(p.low), int(p.high), log=p.kind == "int_log")
     return trial.suggest_float(p.name, p.low, p.high, log=p.kind == "loguniform")
+
+
+def _nearest(p: Param, value: Any) -> Any:
+    """`value` if `p` allows it, else the allowed value nearest to it (a choice's first
+    option when its options are not numbers)."""
+    if p.kind == "choice":
+        if value in p.options:
+            return value
+        numeric = all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in p.options)
+        if numeric and isinstance(value, (int, float)):
+            return min(p.options, key=lambda o: abs(o - value))
+        return p.options[0]
+    clipped = min(max(value, p.low), p.high)
+    return round(clipped) if p.kind.startswith("int") else float(clipped)
 
 
 def _capped(key: str, value: Any) -> Any:

@@ -42,7 +42,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_checkpoint(exp.folder / "ranked" / "1" / "trial.pt", trial.state_dict())
     entry = Entry(rank=1, trial_id="t1", final_score=5.0, score_spread=0.1234, search_score=4.0,
                   step=3, checkpoint="ranked/1/trial.pt",
-                  params={"lr_g": 0.000123456789, "adv_loss": "hinge"})  # fmt: skip
+                  params={"lr_g": 0.000123456789, "adv_loss": "hinge"}, baseline=True)  # fmt: skip
     summaries = [
         TrialSummary("t1", "completed", 4.0, 3, 1.0, [(1, 6.0), (2, 4.0)]),
         TrialSummary("t2", "looping", 1e6, 3, 1.0, [(1, 9.0)], "quality/repetition = 0.01"),
@@ -64,6 +64,7 @@ def test_page_has_the_scale_rounded_params_and_why_trials_ended(page: Path) -> N
     assert ">0.000123<" in text and "0.000123456789" not in text and "± 0.123" in text
     early = text[text.index("id='early'") :]
     assert "looping" in early and "quality/repetition = 0.01" in early
+    assert "#1: trial t1 (baseline: the space's defaults" in text  # the baseline is marked
 
 
 def test_spectrograms_have_axes_one_colour_scale_and_ab_pairs(page: Path) -> None:

@@ -52,6 +52,8 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
     exp = storage / "smoke"
     trials = study(exp).trials
     assert len(trials) == 4
+    baseline = min(trials, key=lambda t: t.number)  # the space's defaults come first
+    assert baseline.params == Experiment.load(exp).space.baseline()
     forced = next(t for t in trials if t.params.get("lr_g") == 10)
     assert forced.state in (optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
     assert forced.user_attrs["outcome"] in (*TRAINING_REASONS, *ROLLOUT_REASONS)
@@ -70,6 +72,7 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
         range(1, len(rows) + 1)
     )
     assert str(exp / "listening" / "index.html") in result.stdout
+    assert sum(r["trial"].endswith("(baseline)") for r in rows) <= 1
     for row in rows:  # the params a trial sampled: the latent family's knobs only with it
         params = json.loads(row["params"])
         assert ("ae_pretrain_steps" in params) == (params["model_family"] == "latent"), params

@@ -6,6 +6,7 @@ import optuna
 import pytest
 import yaml
 
+from samplegan_tune.config import TrainConfig
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.space import (
     SMOKE_CAPS,
@@ -141,3 +142,15 @@ def test_a_family_choice_needs_its_stage_one_length() -> None:
     configs = [config_from_trial_params(space.sample(study.ask())) for _ in range(12)]
     assert {c.model_family for c in configs} == {"segment", "latent"}
     assert all((c.ae_pretrain_steps > 0) == (c.model_family == "latent") for c in configs)
+
+
+@pytest.mark.parametrize(
+    ("name", "clipped"),
+    [("narrow", {}), ("wide", {"crossfade": 64, "d_warmup_steps": 0, "tbptt": 1})],
+)
+def test_the_baseline_is_the_defaults_clipped_into_the_space(name: str, clipped: dict) -> None:
+    """The point a search tries first: the measured best TrainConfig, each value the nearest
+    the space allows (wide has no crossfade 60, no 100-step D warm-up, tbptt only 0 or 1)."""
+    space = load_space(name)
+    values = space.sample(optuna.trial.FixedTrial(space.baseline()))
+    assert TrainConfig.from_dict(values) == TrainConfig(**clipped)
