@@ -129,21 +129,8 @@ def test_generate_primes_at_an_offset_and_follows_the_primers_level(trained, env
 
     def generate(prime: Path, name: str, *extra: str) -> np.ndarray:
         out = tmp_path / f"{name}.wav"
-        result = cli(
-            env,
-            "generate",
-            str(trained),
-            "--seconds",
-            "1",
-            "--out",
-            str(out),
-            "--prime",
-            str(prime),
-            "--offset",
-            "3",
-            "--include-prime",
-            *extra,
-        )
+        result = cli(env, "generate", str(trained), "--seconds", "1", "--out", str(out),
+                     "--prime", str(prime), "--offset", "3", "--include-prime", *extra)  # fmt: skip
         assert result.returncode == 0, result.stderr
         return sf.read(out)[0]
 
@@ -165,19 +152,8 @@ def test_generate_primes_at_an_offset_and_follows_the_primers_level(trained, env
         )
         < 0.5
     )
-    late = cli(
-        env,
-        "generate",
-        str(trained),
-        "--seconds",
-        "1",
-        "--out",
-        str(tmp_path / "x.wav"),
-        "--prime",
-        str(loud),
-        "--offset",
-        "7",
-    )
+    late = cli(env, "generate", str(trained), "--seconds", "1", "--out", str(tmp_path / "x.wav"),
+               "--prime", str(loud), "--offset", "7")  # fmt: skip
     assert_user_error(late, "--offset 7", "6.00 s")
     assert not (tmp_path / "x.wav").exists()
 
@@ -323,22 +299,8 @@ def test_every_writing_verb_refuses_an_uncreatable_path(trained, env, tmp_path) 
 
 def test_a_collapsing_run_stops_and_says_why(env, tiny_yaml, tmp_path) -> None:
     out = tmp_path / "run"
-    result = cli(
-        env,
-        "train",
-        "--config",
-        str(tiny_yaml),
-        "--steps",
-        "40",
-        "--out",
-        str(out),
-        "--set",
-        "lr_g=1000",
-        "--set",
-        "lr_d=1000",
-        "--set",
-        "lr_ae=1000",
-    )
+    result = cli(env, "train", "--config", str(tiny_yaml), "--steps", "40", "--out", str(out),
+                 "--set", "lr_g=1000", "--set", "lr_d=1000", "--set", "lr_ae=1000")  # fmt: skip
     assert result.returncode == 1
     assert "stopped at step" in result.stdout and "training collapsed (" in result.stdout
     assert "step 40/40" not in result.stdout
