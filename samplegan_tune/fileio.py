@@ -94,11 +94,36 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.remove(tmp)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a mapping naming one key twice (YAML lets the last win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` may override, as meant
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # an unhashable key: YAML's own constructor reports it
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKeyError(f"duplicate key {key!r} on lines {seen[key]} and {line}")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping with the same key twice."""
+
+
 def read_yaml(path: Path, what: str) -> Any:
-    """Parse a YAML file; UserInputError naming `path` if it is missing or not YAML."""
+    """Parse a YAML file; UserInputError naming `path` if it is missing, not YAML, or names
+    a key twice in one mapping."""
     if not path.is_file():
         raise UserInputError(f"{path}: {what} not found")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader
+    except DuplicateKeyError as err:
+        raise UserInputError(f"{path}: {err}; each key may appear once") from err
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UserInputError(f"{path}: not valid YAML ({err})") from err

@@ -73,6 +73,10 @@ def test_load_config_errors_name_the_file(tmp_path) -> None:
         load_config(listy)
     with pytest.raises(UserInputError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+    twice = tmp_path / "twice.yaml"  # YAML would let the last win, silently
+    twice.write_text("lr_g: 1.0e-3\nsegment: 256\nlr_g: 5.0e-4\n")
+    with pytest.raises(UserInputError, match=r"twice\.yaml: duplicate key 'lr_g' on lines 1 and 3"):
+        load_config(twice)
 
 
 # The config keys of checkpoints written before issue 11's knobs (noise_film, gain_mode

@@ -154,3 +154,11 @@ def test_the_baseline_is_the_defaults_clipped_into_the_space(name: str, clipped:
     space = load_space(name)
     values = space.sample(optuna.trial.FixedTrial(space.baseline()))
     assert TrainConfig.from_dict(values) == TrainConfig(**clipped)
+
+
+def test_a_space_file_naming_a_key_twice_is_refused(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[1] / "search_spaces" / "smoke.yaml").read_text()
+    space = tmp_path / "twice.yaml"  # a second lr_g would have replaced the first
+    space.write_text(text.replace("params:\n", "params:\n  lr_g: {loguniform: [1.0, 2.0]}\n"))
+    with pytest.raises(UserInputError, match=r"twice\.yaml: duplicate key 'lr_g'"):
+        load_space(space)
