@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ if TYPE_CHECKING:  # the heavy modules (ray, torch) are imported when a command 
     from samplegan_tune.trial import TrialData
 
 DEFAULT_STORAGE = "results"
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")  # an experiment name: one folder
 STORAGE_ENV = "SAMPLEGAN_STORAGE"  # set by the cluster YAMLs' setup commands
 
 
@@ -261,11 +264,17 @@ def _settings(settings: SearchSettings, args: argparse.Namespace) -> SearchSetti
         "max_concurrent": args.max_concurrent,
     }
     for key, value in changes.items():
-        smallest = {"gpus_per_trial": 0, "cpus_per_trial": 0.01, "max_concurrent": 1}[key]
-        if value is not None and value < smallest:
-            raise UserInputError(f"--{key.replace('_', '-')} {value}: must be ≥ {smallest:g}")
-    if args.time_budget is not None and args.time_budget < 0:
-        raise UserInputError(f"--time-budget {args.time_budget}: must be ≥ 0 seconds (0: none)")
+        # --max-concurrent 0 is the space's own "no limit", as --help says
+        smallest = {"gpus_per_trial": 0, "cpus_per_trial": 0.01, "max_concurrent": 0}[key]
+        if value is not None and not (math.isfinite(value) and value >= smallest):
+            raise UserInputError(
+                f"--{key.replace('_', '-')} {value}: must be a finite number ≥ {smallest:g}"
+            )
+    budget = args.time_budget
+    if budget is not None and not (math.isfinite(budget) and budget >= 0):
+        raise UserInputError(
+            f"--time-budget {budget}: must be a finite number of seconds ≥ 0 (0: none)"
+        )
     return dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
 
 
@@ -305,6 +314,11 @@ def fit_local_resources(settings: SearchSettings, explicit: tuple[str, ...]) -> 
 
 def _storage(storage: str, name: str) -> tuple[Path, str]:
     """(local experiment folder, Tune storage_path) for --storage."""
+    if not NAME.fullmatch(name):
+        raise UserInputError(
+            f"--name {name!r}: use letters, digits, '.', '_' and '-' (no path: the experiment "
+            "goes into --storage), not starting with '.'"
+        )
     if "://" in storage:  # remote: Tune writes there; our own files stay in results/
         return Path(DEFAULT_STORAGE) / name, storage
     root = check_output_dir(storage).resolve()

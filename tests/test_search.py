@@ -191,6 +191,25 @@ def test_bad_search_inputs_leave_no_experiment(env, tmp_path: Path) -> None:
         assert result.returncode == 2, result.stderr[-2000:]
         assert word in result.stderr.strip().splitlines()[-1]
         assert not (storage / "bad").exists()
+    for name in ("x/../../y", "../escape", ".hidden", "a b"):  # a name is one folder in storage
+        result = cli(env, "search", "--space", "smoke", "--storage", str(storage), "--name", name)
+        assert result.returncode == 2 and "--name" in result.stderr.strip().splitlines()[-1]
+    for budget in ("nan", "inf", "-1"):  # NaN and Infinity were written into search.json
+        result = cli(
+            env,
+            "search",
+            "--space",
+            "smoke",
+            "--time-budget",
+            budget,
+            "--storage",
+            str(storage),
+            "--name",
+            "bad",
+        )
+        assert result.returncode == 2 and "--time-budget" in result.stderr
+    assert not storage.exists() or not any(storage.iterdir())
+    assert not (tmp_path / "y").exists() and not (tmp_path / "escape").exists()
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = cli(env, "search", "--space", "smoke", "--storage", str(blocker / "r"))
