@@ -3,9 +3,11 @@ the data every trial shares. `resume`, `leaderboard` and `export` start from her
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +99,28 @@ class Experiment:
             return cls(**values)
         except (ValueError, TypeError, KeyError) as err:
             raise UserInputError(f"{path}: unreadable experiment description ({err})") from err
+
+    def check_study(self) -> None:
+        """Refuse, naming the file, an experiment whose Optuna study is missing or unreadable
+        (opening it would create an empty one, and trials would be told to nothing)."""
+        path = self.folder / STUDY_FILE
+        if not path.is_file():
+            raise UserInputError(
+                f"{path}: the experiment's Optuna study is missing; restore the file (resume "
+                "and leaderboard read it, and would otherwise start an empty one)"
+            )
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                (health,) = db.execute("PRAGMA quick_check").fetchone()
+                if health != "ok":  # a truncated file can still answer the query below
+                    raise sqlite3.DatabaseError(health)
+                found = db.execute(
+                    "SELECT COUNT(*) FROM studies WHERE study_name = ?", (self.name,)
+                ).fetchone()[0]
+        except sqlite3.Error as err:
+            raise UserInputError(f"{path}: not a readable Optuna study ({err})") from err
+        if not found:
+            raise UserInputError(f"{path}: holds no study named {self.name!r}")
 
     def study(self) -> optuna.Study:
         return optuna.load_study(study_name=self.name, storage=self.optuna_storage())

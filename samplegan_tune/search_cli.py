@@ -162,6 +162,7 @@ def run_resume(args: argparse.Namespace) -> int:
     check_output_dir(exp.folder)
     if not tune.Tuner.can_restore(exp.tune_path):
         raise UserInputError(f"{exp.folder}: nothing to resume (no Tune state was saved yet)")
+    exp.check_study()
     remaining = _unfinished(exp)
     if remaining == 0 and (exp.folder / "leaderboard.json").is_file():
         raise UserInputError(
@@ -182,6 +183,7 @@ def run_leaderboard(args: argparse.Namespace) -> int:
 
     exp = Experiment.load(args.experiment)
     check_output_dir(exp.folder)
+    exp.check_study()
     if args.top_k is not None and args.top_k < 1:
         raise UserInputError(f"--top-k {args.top_k}: must be ≥ 1")
     _rank_and_report(exp, prepare_trial_data(exp), args.top_k)

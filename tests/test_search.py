@@ -86,6 +86,7 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
     audio, rate = sf.read(wav)
     assert rate == 16000 and len(audio) == 32000 and abs(audio).max() > 0
     _check_export_force_replaces_only_an_export(env, exp, exported, tmp_path)
+    _check_a_lost_or_broken_study_is_refused(env, exp)
     beyond = cli(
         env, "export", str(exp), "--rank", str(len(rows) + 1), "--out", str(tmp_path / "x")
     )
@@ -121,6 +122,22 @@ def _check_export_force_replaces_only_an_export(
     assert again.returncode == 0, again.stderr
     assert json.loads((exported / "manifest.json").read_text())["created"] != old
     assert not [p for p in exported.parent.iterdir() if p.name.startswith(".model.")]
+
+
+def _check_a_lost_or_broken_study_is_refused(env: dict[str, str], exp: Path) -> None:
+    """Without its optuna.db, or with a truncated one, `leaderboard` and `resume` stop in one
+    line (exit 2) and create no empty study (they gave tracebacks, and made one)."""
+    study_file = exp / "optuna.db"
+    saved = study_file.read_bytes()
+    study_file.unlink()
+    for command, words in (("leaderboard", "study is missing"), ("resume", "study is missing")):
+        done = cli(env, command, str(exp))
+        assert done.returncode == 2 and words in done.stderr, done.stderr[-2000:]
+        assert len(done.stderr.strip().splitlines()) == 1 and not study_file.exists()
+    study_file.write_bytes(saved[: len(saved) // 3])
+    done = cli(env, "leaderboard", str(exp))
+    assert done.returncode == 2 and "not a readable Optuna study" in done.stderr
+    study_file.write_bytes(saved)
 
 
 def _check_page_renders(page: Path, tmp_path: Path) -> None:
