@@ -11,6 +11,16 @@
 # (the lent GPU machine) its preinstalled torch, plus wheels carried in .whl/ (soundfile,
 # tensorboardX, optuna) and this checkout on PYTHONPATH. Every step runs under a time limit and
 # is reported PASS/FAIL; the script exits 1 if any step failed.
+#
+# Before calling the device tool (here, once; both folders are git-ignored via
+# .git/info/exclude, and carried with `carry: [".whl", ".music"]`):
+#   echo /.whl/ >> .git/info/exclude; echo /.music/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+#     --platform any -d .whl soundfile cffi pycparser tensorboardX
+#   mkdir -p .music && cp SOME_SONGS.ogg .music/    # e.g. fretsonfire-songs-muldjord's
+# Ray's wheel (~80 MB) does not fit the tool's 64 MiB, so the GPU run packs trials as plain
+# processes (pack_trials.py) and trains the music run's default side alone (no search).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODE=gpu
