@@ -60,8 +60,7 @@ def rollout(model: Model, context: torch.Tensor, num_samples: int, seed: int) ->
     for _ in range(steps):
         noise = torch.randn(context.shape[0], cfg.noise_dim, generator=noise_rng).to(device)
         seen = augment_context(context, level, noise_rng) if cfg.ctx_noise_gen > 0 else context
-        out = model(seen, noise, anchor, level, with_recon=not cfg.fused_step)
-        fake = out["fake"].float()
+        fake = model(seen, noise, anchor, level, with_recon=False)["fake"].float()
         emitted, pending = crossfade_join(pending, fake, cfg.segment)
         pieces.append(emitted)
         context = torch.cat([context[:, cfg.segment :], emitted], dim=1)

@@ -235,8 +235,8 @@ def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tun
             time_attr=ADVERSARIAL_STEPS,
             metric=SCORE,
             mode="min",
-            max_t=settings.max_reports * settings.steps_per_report,
-            grace_period=settings.grace_period * settings.steps_per_report,
+            max_t=settings.max_steps,
+            grace_period=settings.grace_steps,
             reduction_factor=settings.reduction_factor,
         )
     )

@@ -76,12 +76,6 @@ def add_search_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("resume", help="continue an interrupted search")
     p.add_argument("experiment", type=Path, help="the experiment folder, results/NAME")
     p.add_argument("--address", help="Ray cluster (none: the search's own, or a local Ray)")
-    p.add_argument(
-        "--no-baseline",
-        dest="baseline",
-        action="store_false",
-        help="do not try the space's defaults (the measured best config) first",
-    )
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (none: all)")
     p = commands.add_parser("leaderboard", help="re-rank a search's survivors")
     p.add_argument("experiment", type=Path, help="the experiment folder, results/NAME")

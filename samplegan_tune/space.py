@@ -70,6 +70,16 @@ class SearchSettings:
     rank_seconds: float = 8.0  # length of each re-ranking rollout: what a user listens to
     time_budget: float = 0.0  # seconds the search may run (0: no limit); --time-budget overrides
 
+    @property
+    def grace_steps(self) -> int:
+        """Adversarial steps before ASHA may cut a trial or a rollout detector stop it."""
+        return self.grace_period * self.steps_per_report
+
+    @property
+    def max_steps(self) -> int:
+        """Steps of a trial that runs all its reports."""
+        return self.max_reports * self.steps_per_report
+
 
 @dataclass(frozen=True)
 class Param:

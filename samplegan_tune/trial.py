@@ -136,7 +136,7 @@ class Trial:
             # never be ranked: it scores COLLAPSED_SCORE) and the trial goes on learning.
             spread = quality.get(NOISE_SPREAD)
             flagged = self.monitor.check_rollouts(clips, self.data.reference, spread)
-            if self.trainer.adversarial_steps >= self.grace_steps:
+            if self.trainer.adversarial_steps >= self.settings.grace_steps:
                 reason = flagged
             elif flagged:
                 quality = {**quality, SCORE: None}
@@ -146,11 +146,6 @@ class Trial:
         report["time/train_s"] = trained - started
         report["time/eval_s"] = time.perf_counter() - trained
         return report
-
-    @property
-    def grace_steps(self) -> int:
-        """Adversarial steps before a rollout detector may stop the trial (ASHA's grace)."""
-        return self.settings.grace_period * self.settings.steps_per_report
 
     def _score(self) -> tuple[dict[str, float | None], torch.Tensor]:
         quality, _, clips = score_model(
