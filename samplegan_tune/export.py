@@ -19,7 +19,15 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from samplegan_tune.artifact import CONFIG, FORMAT, MANIFEST, METRICS, WEIGHTS
+from samplegan_tune.artifact import (
+    CHECKSUM,
+    CONFIG,
+    FORMAT,
+    MANIFEST,
+    METRICS,
+    WEIGHTS,
+    sha256_of,
+)
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.fileio import check_output_dir, exchange
@@ -62,9 +70,8 @@ def export(experiment: str | Path, rank: int, out: str | Path, force: bool = Fal
     files = {
         CONFIG: json.dumps(model.cfg.to_dict(), indent=2),
         METRICS: json.dumps(asdict(entry), indent=2),
-        MANIFEST: json.dumps(manifest, indent=2),
     }
-    _write_folder(out, model, files)
+    _write_folder(out, model, manifest, files)
     return out
 
 
@@ -97,15 +104,17 @@ def _is_export(folder: Path) -> bool:
         return False
 
 
-def _write_folder(out: Path, model: Model, files: dict[str, str]) -> None:
-    """Build the folder beside `out`, then swap it in: never a half-written export, and an
-    earlier export is replaced in one atomic exchange (it stays whole until then)."""
+def _write_folder(out: Path, model: Model, manifest: dict, files: dict[str, str]) -> None:
+    """Build the folder beside `out` (the manifest with the weights' checksum), then swap it
+    in: never a half-written export, and an earlier export is replaced in one atomic
+    exchange (it stays whole until then)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(weights, str(staging / WEIGHTS))
-        for name, text in files.items():
+        manifest = {**manifest, CHECKSUM: sha256_of(staging / WEIGHTS)}
+        for name, text in {**files, MANIFEST: json.dumps(manifest, indent=2)}.items():
             (staging / name).write_text(text)
         if out.exists():
             exchange(staging, out)  # staging now holds the old export, removed below
