@@ -96,9 +96,32 @@ class Experiment:
             values["settings"] = SearchSettings(**values["settings"])
             values["folder"] = folder
             values.setdefault("baseline", False)  # searches from before baselines had none
-            return cls(**values)
+            exp = cls(**values)
         except (ValueError, TypeError, KeyError) as err:
             raise UserInputError(f"{path}: unreadable experiment description ({err})") from err
+        exp._check_description(path)
+        return exp
+
+    def _check_description(self, path: Path) -> None:
+        """Refuse, in one line naming `path`, a description whose data or space a command
+        would trip over later (an edited or damaged search.json)."""
+        data = self.data
+        if not (isinstance(data, list) and data and all(isinstance(d, str) for d in data)):
+            raise UserInputError(
+                f"{path}: data must be a list of audio files/folders or 'synthetic', got {data!r}"
+            )
+        points = self.start_points
+        if not (isinstance(points, list) and all(isinstance(p, dict) for p in points)):
+            raise UserInputError(f"{path}: start_points must be a list of mappings")
+        if not isinstance(self.space_yaml, str):
+            raise UserInputError(f"{path}: space_yaml must be the space file's text")
+        try:
+            _ = self.space  # parsed once here, cached for the command
+        except yaml.YAMLError as err:
+            why = " ".join(str(err).split())
+            raise UserInputError(f"{path}: space_yaml is not valid YAML ({why})") from err
+        except UserInputError as err:
+            raise UserInputError(f"{path}: space_yaml: {err}") from err
 
     def check_study(self) -> None:
         """Refuse, naming the file, an experiment whose Optuna study is missing or unreadable
@@ -141,12 +164,14 @@ def prepare_trial_data(exp: Experiment) -> TrialData:
         search_part, final = split_corpus(heldout, 0.5, min_samples=_ranking_window(exp))
     except UserInputError:  # too little held out to split: the ranking reuses the primers
         search_part, final = heldout, None
-    clips = reference_clips(search_part, settings, cfg.sample_rate)
-    reference = reference_for(clips, cfg.sample_rate, cache, key=f"{key}:search")
+    primers, clips = reference_clips(search_part, settings, cfg.sample_rate)
+    reference = reference_for(clips, cfg.sample_rate, cache, f"{key}:search", primers=primers)
     final_reference = None
     if final is not None:
-        clips = reference_clips(final, settings, cfg.sample_rate, settings.rank_seconds)
-        final_reference = reference_for(clips, cfg.sample_rate, cache, key=f"{key}:final")
+        primers, clips = reference_clips(final, settings, cfg.sample_rate, settings.rank_seconds)
+        final_reference = reference_for(
+            clips, cfg.sample_rate, cache, f"{key}:final", primers=primers
+        )
     split = "search/final halves" if final is not None else "too short to split"
     description = (
         f"{', '.join(exp.data)}: {train.seconds:.0f} s training, {heldout.seconds:.0f} s "

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from samplegan_tune.config import parse_set
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.fileio import check_output_dir
 
@@ -118,11 +117,14 @@ def _time_budget(settings: SearchSettings, args: argparse.Namespace) -> float | 
 def run_search(args: argparse.Namespace) -> int:
     from samplegan_tune.experiment import Experiment, prepare_trial_data
     from samplegan_tune.space import load_space, resolve_space
+    from samplegan_tune.start_points import parse_point
 
     space = load_space(args.space)
     if args.smoke:
         space = space.smoke()
     settings = _settings(space.settings, args)
+    _check_num_cpus(args.num_cpus)
+    start_points = [parse_point(text, space) for text in args.start_points]
     num_samples = settings.num_samples if args.num_samples is None else args.num_samples
     if num_samples < 1:
         raise UserInputError(f"--num-samples {num_samples}: must be ≥ 1")
@@ -132,7 +134,7 @@ def run_search(args: argparse.Namespace) -> int:
         name=name, folder=folder, tune_storage=tune_storage, space_name=space.name,
         space_yaml=resolve_space(args.space).read_text(), settings=settings, data=args.data,
         num_samples=num_samples, seed=args.seed, time_budget=_time_budget(settings, args),
-        start_points=[_point(text) for text in args.start_points], address=args.address,
+        start_points=start_points, address=args.address,
         cache_dir=args.cache_dir, smoke=args.smoke, baseline=args.baseline,
     )  # fmt: skip
     data = prepare_trial_data(exp)
@@ -152,6 +154,7 @@ def run_resume(args: argparse.Namespace) -> int:
 
     from samplegan_tune.experiment import Experiment, prepare_trial_data
 
+    _check_num_cpus(args.num_cpus)
     exp = Experiment.load(args.experiment)
     check_output_dir(exp.folder)
     if not tune.Tuner.can_restore(exp.tune_path):
@@ -274,6 +277,12 @@ def _settings(settings: SearchSettings, args: argparse.Namespace) -> SearchSetti
     return dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
 
 
+def _check_num_cpus(num_cpus: int | None) -> None:
+    """Refuse a local Ray of no CPUs: every trial would wait for one forever (Ray raised)."""
+    if num_cpus is not None and num_cpus < 1:
+        raise UserInputError(f"--num-cpus {num_cpus}: must be ≥ 1 (none: all this machine's)")
+
+
 def _explicit_resources(args: argparse.Namespace) -> tuple[str, ...]:
     """The resource flags the user gave (a space's default may be lowered; a flag is not)."""
     flags = {"cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial}
@@ -322,13 +331,6 @@ def _storage(storage: str, name: str) -> tuple[Path, str]:
     if folder.exists():
         raise UserInputError(f"{folder}: an experiment of that name exists; pick another --name")
     return folder, str(root)
-
-
-def _point(text: str) -> dict:
-    point = dict(parse_set(item) for item in text.split(",") if item.strip())
-    if not point:
-        raise UserInputError(f"--try {text!r}: expected key=value[,key=value]")
-    return point
 
 
 def connect_ray(address: str | None, num_cpus: int | None) -> None:

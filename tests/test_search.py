@@ -19,6 +19,7 @@ import yaml
 
 from samplegan_tune.collapse import ROLLOUT_REASONS, TRAINING_REASONS
 from samplegan_tune.experiment import Experiment
+from samplegan_tune.space import resolve_space
 from tests.conftest import cli, start_smoke_driver, wait_for_checkpoints
 
 pytestmark = pytest.mark.slow
@@ -31,11 +32,17 @@ def study(folder: Path) -> optuna.Study:
 
 def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None:
     storage = tmp_path / "results"
+    # A --try point must lie inside the space: the learning rates widened to hold one that
+    # collapses (a point off the range is refused, tests/test_search_cli.py).
+    smoke = resolve_space("smoke").read_text()
+    assert smoke.count("loguniform: [1.0e-4, 3.0e-3]") == 2
+    space = tmp_path / "smoke.yaml"
+    space.write_text(smoke.replace("loguniform: [1.0e-4, 3.0e-3]", "loguniform: [1.0e-4, 10]"))
     result = cli(
         env,
         "search",
         "--space",
-        "smoke",
+        str(space),
         "--num-samples",
         "4",
         "--num-cpus",
