@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.fileio import check_output_dir
+from samplegan_tune.lock import driver_lock, holder
 
 if TYPE_CHECKING:  # the heavy modules (ray, torch) are imported when a command runs
     from samplegan_tune.experiment import Experiment
@@ -142,21 +143,31 @@ def run_search(args: argparse.Namespace) -> int:
     connect_ray(args.address, args.num_cpus)
     if args.address is None:
         exp.settings = fit_local_resources(exp.settings, explicit=_explicit_resources(args))
-    exp.save()
-    budget = f", ranked after {exp.time_budget:g} s at most" if exp.time_budget else ""
-    print(f"experiment: {exp.folder} ({num_samples} trials of space {space.name}{budget})",
-          flush=True)  # fmt: skip
-    return _search_and_rank(exp, data, resume=False)
+    _claim(exp.folder)
+    with driver_lock(exp.folder, "search"):
+        exp.save()
+        budget = f", ranked after {exp.time_budget:g} s at most" if exp.time_budget else ""
+        print(f"experiment: {exp.folder} ({num_samples} trials of space {space.name}{budget})",
+              flush=True)  # fmt: skip
+        return _search_and_rank(exp, data, resume=False)
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    from ray import tune
-
-    from samplegan_tune.experiment import Experiment, prepare_trial_data
+    from samplegan_tune.experiment import Experiment
 
     _check_num_cpus(args.num_cpus)
     exp = Experiment.load(args.experiment)
     check_output_dir(exp.folder)
+    with driver_lock(exp.folder, "resume"):
+        return _resume(exp, args)
+
+
+def _resume(exp: Experiment, args: argparse.Namespace) -> int:
+    """`resume` once it holds the experiment's lock."""
+    from ray import tune
+
+    from samplegan_tune.experiment import prepare_trial_data
+
     if not tune.Tuner.can_restore(exp.tune_path):
         raise UserInputError(f"{exp.folder}: nothing to resume (no Tune state was saved yet)")
     exp.check_study()
@@ -178,12 +189,13 @@ def run_resume(args: argparse.Namespace) -> int:
 def run_leaderboard(args: argparse.Namespace) -> int:
     from samplegan_tune.experiment import Experiment, prepare_trial_data
 
-    exp = Experiment.load(args.experiment)
-    check_output_dir(exp.folder)
-    exp.check_study()
     if args.top_k is not None and args.top_k < 1:
         raise UserInputError(f"--top-k {args.top_k}: must be ≥ 1")
-    _rank_and_report(exp, prepare_trial_data(exp), args.top_k)
+    exp = Experiment.load(args.experiment)
+    check_output_dir(exp.folder)
+    with driver_lock(exp.folder, "leaderboard"):  # it rewrites the leaderboard and page
+        exp.check_study()
+        _rank_and_report(exp, prepare_trial_data(exp), args.top_k)
     return 0
 
 
@@ -329,8 +341,24 @@ def _storage(storage: str, name: str) -> tuple[Path, str]:
     root = check_output_dir(storage).resolve()
     folder = root / name
     if folder.exists():
-        raise UserInputError(f"{folder}: an experiment of that name exists; pick another --name")
+        _taken(folder)
     return folder, str(root)
+
+
+def _claim(folder: Path) -> None:
+    """Make the new experiment's folder; refuse if another search made it meanwhile."""
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        _taken(folder)
+
+
+def _taken(folder: Path) -> None:
+    running = holder(folder)
+    driving = f" and its driver is running ({running})" if running else ""
+    raise UserInputError(
+        f"{folder}: an experiment of that name exists{driving}; pick another --name"
+    )
 
 
 def connect_ray(address: str | None, num_cpus: int | None) -> None:
