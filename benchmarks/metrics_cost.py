@@ -1,11 +1,12 @@
 """What evaluating a trial's rollouts costs next to the training between two evaluations.
 
-    python benchmarks/metrics_cost.py [--rollouts 16] [--seconds 2] [--interval 250]
+    python benchmarks/metrics_cost.py [--rollouts 16] [--seconds 4] [--interval 250]
                                       [--steps 10] [--threads 1] [--smoke-test]
 
 With the default config (untrained, which costs the same as trained) at 16 kHz, times:
   * generating `--rollouts` primed rollouts of `--seconds` (the evaluation's audio);
-  * the metrics and rollout collapse detectors on them (`evaluate_clips` + `check_rollouts`);
+  * the metrics and rollout collapse detectors on them (`evaluate_clips` with the primers +
+    `check_rollouts`), and the music embedding's share of that (`musicmetrics`);
   * building the real-side reference (once per dataset, then cached: not per evaluation);
   * `--steps` adversarial `Trainer.step()`s, scaled to `--interval` steps (the training
     between two evaluations).
@@ -26,9 +27,11 @@ from samplegan_tune.collapse import CollapseMonitor
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, split_corpus
 from samplegan_tune.metrics import RealReference, evaluate_clips
+from samplegan_tune.musicmetrics import music_metrics, shared_embedding
 from samplegan_tune.rollout import rollout
 from samplegan_tune.synthetic import synthetic_songs
 from samplegan_tune.trainer import Trainer
+from samplegan_tune.trial import JUDGE_PRIMER_SECONDS
 
 
 def timed(fn: Callable[[], object], repeats: int = 1) -> float:
@@ -44,7 +47,7 @@ def timed(fn: Callable[[], object], repeats: int = 1) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--interval", type=int, default=250, help="steps between evaluations")
     parser.add_argument("--steps", type=int, default=10, help="training steps actually timed")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -58,20 +61,24 @@ def main(argv: list[str] | None = None) -> None:
     train, heldout = split_corpus(corpus, 0.25, min_samples=cfg.window)
     trainer = Trainer(cfg, train, heldout)
     size = round(args.seconds * cfg.sample_rate)
-    real = trainer.eval_sampler.fixed_windows(max(args.rollouts, 16), size, seed=1)
-    t_reference = timed(lambda: RealReference.from_clips(real, cfg.sample_rate))
-    reference = RealReference.from_clips(real, cfg.sample_rate)
-    primers = trainer.eval_sampler.fixed_windows(args.rollouts, cfg.context, seed=7)
+    judged = round(JUDGE_PRIMER_SECONDS * cfg.sample_rate)
+    pairs = trainer.eval_sampler.fixed_windows(max(args.rollouts, 16), judged + size, seed=1)
+    before, real = pairs[:, :judged], pairs[:, judged:]
+    t_reference = timed(lambda: RealReference.from_clips(real, cfg.sample_rate, primers=before))
+    reference = RealReference.from_clips(real, cfg.sample_rate, primers=before)
+    primers = trainer.eval_sampler.fixed_windows(args.rollouts, max(judged, cfg.context), seed=7)
     trainer.model.eval()
     clips = rollout(trainer.model, primers, size, seed=0)
     t_rollout = timed(lambda: rollout(trainer.model, primers, size, seed=0))
     trainer.model.train()
 
     def score() -> None:
-        evaluate_clips(clips, reference)
+        evaluate_clips(clips, reference, primers=primers)
         CollapseMonitor().check_rollouts(clips, reference)
 
     t_metrics = timed(score, repeats=3)
+    net = shared_embedding()
+    t_music = timed(lambda: music_metrics(net, clips, reference.music, cfg.sample_rate), 3)
     trainer.step_count = cfg.d_warmup_steps  # time the full adversarial step
     trainer.step()  # warm-up
     t_step = timed(trainer.step, repeats=args.steps)
@@ -79,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), default config")
     print(f"reference ({len(real)} real clips, once per dataset, cached): {t_reference:.2f} s")
     print(f"rollouts ({args.rollouts} x {args.seconds:g} s): {t_rollout:.2f} s")
-    print(f"metrics + rollout detectors: {t_metrics:.2f} s")
+    print(
+        f"metrics + rollout detectors: {t_metrics:.2f} s, of which music embedding {t_music:.2f} s"
+    )
     print(f"training: {t_step:.3f} s/step x {args.interval} steps = {t_interval:.0f} s")
     print(f"metrics / training interval: {100 * t_metrics / t_interval:.2f} % (target <= 10 %)")
     share = 100 * (t_metrics + t_rollout) / t_interval

@@ -139,8 +139,8 @@ def generation(trainer: Trainer, seconds: float) -> dict[str, float]:
 def judge(trainer: Trainer, heldout: Corpus, step_s: float) -> dict[str, float]:
     """A report's evaluation (narrow's rollouts, seconds) vs its training interval."""
     settings = load_space("narrow").settings
-    clips = reference_clips(heldout, settings, trainer.cfg.sample_rate)
-    reference = RealReference.from_clips(clips, trainer.cfg.sample_rate)
+    primers, clips = reference_clips(heldout, settings, trainer.cfg.sample_rate)
+    reference = RealReference.from_clips(clips, trainer.cfg.sample_rate, primers=primers)
     started = time.perf_counter()
     args = (settings.eval_rollouts, settings.eval_seconds)
     values, _, generated = score_model(trainer.model, heldout, reference, *args)

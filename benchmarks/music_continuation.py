@@ -9,11 +9,13 @@ trained on, better than an untuned default run of the same wall time and than th
    rank 1 (the user's commands, in subprocesses);
 2. `samplegan-tune train --data TRAIN` with the default config, stopped with Ctrl-C after the
    same BUDGET seconds (it keeps its checkpoint);
-3. for each unseen file, 1 s primers ending at `--points` evenly spaced points; each model
-   continues each primer for `--seconds` with `samplegan-tune generate --offset` (seeds 0 and
-   1), beside four references on the same primers: the true continuation, the primer's last
+3. for each unseen file, `--points` evenly spaced points; each model continues the audio
+   before each point for `--seconds` with `samplegan-tune generate --offset` (seeds 0 and 1),
+   beside four references on the same primers: the true continuation, the primer's last
    second repeated, its last 500 samples looped, white noise at its level;
-4. every quality metric (against 8 s clips of the unseen files), the detectors, the
+4. every quality metric (against 8 s clips of the unseen files, each with the 3 s before it
+   for the drift metrics; each continuation's drift is measured from the 3 s before its
+   point), the detectors, the
    per-second loudness relative to the primer, and a spectrogram PNG of each set's first
    continuation in OUT. Prints one markdown table.
 """
@@ -33,20 +35,25 @@ import torch
 
 from samplegan_tune.audio import load_audio, rms_dbfs
 from samplegan_tune.collapse import rollout_reasons
+from samplegan_tune.evaluate_cmd import primed_clips
 from samplegan_tune.figures import colour_range, mel_db, save_png
 from samplegan_tune.metrics import (
     CHANGE,
+    DRIFTS,
     FAD_INF,
-    FLATNESS,
+    MUSIC_FD,
     NOISE_SPREAD,
     REPETITION,
     SCORE,
+    TAG_KL,
     RealReference,
     evaluate_clips,
 )
 from samplegan_tune.scale import reference_sets
 
-RATE, PRIMER_S, LOOP = 16000, 1.0, 500
+RATE, PRIMER_S, LOOP = 16000, 3.0, 500
+SHOWN = (SCORE, MUSIC_FD, TAG_KL, DRIFTS["key"], DRIFTS["tempo"], FAD_INF, REPETITION, CHANGE,
+         NOISE_SPREAD)  # fmt: skip
 CLI = [sys.executable, "-m", "samplegan_tune.cli"]
 
 
@@ -117,7 +124,7 @@ def windows(unseen: list[str], ends: dict[str, list[float]], seconds: float) -> 
 
 def row(name: str, clips: torch.Tensor, again: torch.Tensor | None, primers: torch.Tensor,
         reference: RealReference) -> str:  # fmt: skip
-    values, _ = evaluate_clips(clips, reference, again)
+    values, _ = evaluate_clips(clips, reference, again, primers=primers)
     fired = rollout_reasons(clips, reference, noise_spread=values[NOISE_SPREAD])
     level = rms_dbfs(primers)[:, None]  # (P, 1)
     per_second = rms_dbfs(clips[:, : clips.shape[1] // RATE * RATE].reshape(len(clips), -1, RATE))
@@ -128,7 +135,7 @@ def row(name: str, clips: torch.Tensor, again: torch.Tensor | None, primers: tor
         value = values[key]
         return "n/a" if value is None or not math.isfinite(value) else f"{value:.3g}"
 
-    cells = [show(k) for k in (SCORE, FAD_INF, FLATNESS, REPETITION, CHANGE, NOISE_SPREAD)]
+    cells = [show(k) for k in SHOWN]
     return (f"| {name} | {' | '.join(cells)} | {gap:.1f} | {seconds} | "
             f"{', '.join(fired) or 'none'} |")  # fmt: skip
 
@@ -173,12 +180,11 @@ def main() -> None:
             args.train, args.budget, args.out
         )
     ends = {path: points(path, args.points, args.seconds) for path in args.unseen}
-    real = torch.cat([load_audio(p, RATE) for p in args.unseen])
-    size = round(args.seconds * RATE)
-    reference = RealReference.from_clips(real[: len(real) // size * size].reshape(-1, size), RATE)
+    before, after = primed_clips(args.unseen, RATE, args.seconds, "--unseen")
+    reference = RealReference.from_clips(after, RATE, primers=before)
     both = windows(args.unseen, ends, args.seconds)
     primer = round(PRIMER_S * RATE)
-    sets = dict(reference_sets(both, primer, LOOP))
+    sets = dict(reference_sets(both, primer, LOOP, RATE))
     for name, model in models.items():
         first = generated(model, args.unseen, ends, args.seconds, 0, args.out)
         sets[name] = (first, generated(model, args.unseen, ends, args.seconds, 1, args.out))
@@ -188,8 +194,9 @@ def main() -> None:
         save_png(db, args.out / f"set{i}.png", low, high, args.seconds)
         print(f"set{i}.png: {name}")
     print(f"{len(both)} primers of {len(args.unseen)} unseen track(s); spectrograms: {args.out}")
-    print("| set | score ↓ | FAD∞ | flatness | repetition | change | noise spread | worst "
-          "1-s gap to primer (dB) | dBFS per second | detectors |\n|" + "---|" * 10)  # fmt: skip
+    print("| set | score ↓ | music_fd | tag_kl | key drift | tempo drift | FAD∞ (log-mel) | "
+          "repetition | change | noise spread | worst 1-s gap to primer (dB) | dBFS per second "
+          "| detectors |\n|" + "---|" * 13)  # fmt: skip
     for name, (clips, again) in sets.items():
         print(row(name, clips, again, both[:, :primer], reference))
     print(real_range(reference))

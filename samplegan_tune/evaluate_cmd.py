@@ -3,6 +3,12 @@
 Both sets are decoded (any format/rate the loader takes), mixed to mono at --sample-rate and
 cut into clips of --clip-seconds; the real set becomes a `RealReference`, and the generated
 set is scored against it. Levels are kept as they are: loudness is one of the metrics.
+
+With --primers (one file per --generated file, matched in sorted order), each generated file
+is taken as the continuation of its primer: its first clip is judged against the primer's last
+`PRIMER_SECONDS` for key, tempo, timbre and level (the drift metrics), and the real side is cut
+into the same kind of pairs (each real clip and the audio just before it), so the drifts read
+"÷ how far real music moves on from its own past". Without it the drifts are unavailable.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ if TYPE_CHECKING:  # torch is imported lazily: the CLI imports this module for -
     import torch
 
 MIN_CLIP_SECONDS = 1.0
+PRIMER_SECONDS = 3.0  # what --primers contributes: the audio just before a continuation
 MIN_RATE, MAX_RATE = 1000, 192000
 SCORE_NOTE = "quality/score: lower is better; formula in samplegan_tune/metrics.py"
 DETECTORS = "collapse/detectors"  # every rollout detector that fires; the first is the reason
@@ -42,6 +49,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="generated audio to score: files and/or folders",
     )
+    parser.add_argument(
+        "--primers",
+        nargs="+",
+        metavar="PATH",
+        help="the audio each --generated file continues (one file each, matched in sorted "
+        f"order): adds the drift metrics (key, tempo, timbre, level vs its last "
+        f"{PRIMER_SECONDS:g} s)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--embedding",
@@ -52,8 +67,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--clip-seconds",
         type=float,
-        default=2.0,
-        help=f"clip length, at least {MIN_CLIP_SECONDS:g}",
+        default=4.0,
+        help=f"clip length, at least {MIN_CLIP_SECONDS:g} (the music embedding needs 3)",
     )
     parser.add_argument(
         "--scale",
@@ -69,7 +84,7 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
     """`run_evaluate` with the options of `add_evaluate_arguments`."""
     scale_segment = args.segment if args.scale else None
     return run_evaluate(args.real, args.generated, args.sample_rate, args.json, args.embedding,
-                        args.clip_seconds, scale_segment)  # fmt: skip
+                        args.clip_seconds, scale_segment, args.primers)  # fmt: skip
 
 
 def run_evaluate(
@@ -78,8 +93,9 @@ def run_evaluate(
     sample_rate: int = 16000,
     as_json: bool = False,
     embedding: str | None = None,
-    clip_seconds: float = 2.0,
+    clip_seconds: float = 4.0,
     scale_segment: int | None = None,
+    primers: list[str] | None = None,
 ) -> int:
     """Print every metric, the quality score and the collapse detectors of `generated` vs
     `real` (`collapse/reason` the first that fires, `collapse/detectors` all of them).
@@ -96,6 +112,8 @@ def run_evaluate(
             reference, the odd ones give the scale (`scale.reference_sets`; real vs real, the
             first second repeated, this many samples looped, noise), and the generated set's
             position on it (0 = real, 1 = the loop).
+        primers: files/folders, one file per generated file (sorted order): what each
+            continues (module docstring); None leaves the drift metrics unavailable.
 
     Returns:
         0.
@@ -115,14 +133,20 @@ def run_evaluate(
     if not (math.isfinite(clip_seconds) and clip_seconds >= MIN_CLIP_SECONDS):
         raise UserInputError(f"--clip-seconds {clip_seconds}: must be ≥ {MIN_CLIP_SECONDS:g}")
     model = TorchScriptEmbedding(embedding) if embedding else LogMelEmbedding(sample_rate)
-    real_clips = load_clips(real, sample_rate, clip_seconds, "--real")
-    gen_clips = load_clips(generated, sample_rate, clip_seconds, "--generated")
+    real_before = gen_before = None
+    if primers:
+        real_before, real_clips = primed_clips(real, sample_rate, clip_seconds, "--real")
+        gen_before, gen_clips = continuations(primers, generated, sample_rate, clip_seconds)
+    else:
+        real_clips = load_clips(real, sample_rate, clip_seconds, "--real")
+        gen_clips = load_clips(generated, sample_rate, clip_seconds, "--generated")
     if scale_segment is not None:
         _check_scale_input(real_clips, scale_segment, clip_seconds, sample_rate)
         real_clips, halves = real_clips[0::2], real_clips[1::2]
+        real_before = None if real_before is None else real_before[0::2]
     with torch.no_grad():
-        reference = RealReference.from_clips(real_clips, sample_rate, model)
-        values, reasons = evaluate_clips(gen_clips, reference)
+        reference = RealReference.from_clips(real_clips, sample_rate, model, primers=real_before)
+        values, reasons = evaluate_clips(gen_clips, reference, primers=gen_before)
         fired = rollout_reasons(gen_clips, reference)
         extra = {} if scale_segment is None else _scale(halves, reference, scale_segment, values)
     report: dict[str, object] = {
@@ -156,9 +180,10 @@ def _scale(
     from samplegan_tune.metrics import SCORE, evaluate_clips
     from samplegan_tune.scale import PRIMER_SECONDS, position, reference_sets
 
-    primer = round(PRIMER_SECONDS * reference.sample_rate)
+    primer = min(round(PRIMER_SECONDS * reference.sample_rate), halves.shape[1] // 2)
     scale = {}
-    for name, (clips, again) in reference_sets(halves, primer, segment).items():
+    rate = reference.sample_rate
+    for name, (clips, again) in reference_sets(halves, primer, segment, rate).items():
         scale[name] = evaluate_clips(clips, reference, again)[0][SCORE]
     where = position(values[SCORE], scale) if values[SCORE] is not None else math.nan
     shown = {f"scale/{name}": score for name, score in scale.items()}
@@ -176,13 +201,8 @@ def load_clips(
     """
     import torch
 
-    from samplegan_tune.audio import find_audio_files, load_many
-
     size = round(clip_seconds * sample_rate)
-    try:
-        items = load_many(find_audio_files(list(paths)), sample_rate)
-    except UserInputError as err:
-        raise UserInputError(f"{option}: {err}") from err
+    items = _decoded(paths, sample_rate, option)
     clips = []
     for name, audio in items:
         if audio.numel() < size:
@@ -199,6 +219,69 @@ def load_clips(
             f"{MIN_CLIP_SECONDS:g})"
         )
     return found
+
+
+def primed_clips(
+    paths: Sequence[str], sample_rate: int, clip_seconds: float, option: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every clip of `paths` that has `PRIMER_SECONDS` of the same file before it:
+    (primers (N, P), clips (N, T)).
+
+    Raises:
+        UserInputError: as `load_clips`, or no file holds a primer and a clip.
+    """
+    import torch
+
+    primer, size = round(PRIMER_SECONDS * sample_rate), round(clip_seconds * sample_rate)
+    pairs = [
+        (audio[start - primer : start], audio[start : start + size])
+        for _, audio in _decoded(paths, sample_rate, option)
+        for start in range(primer, audio.numel() - size + 1, size)
+    ]
+    if not pairs:
+        raise UserInputError(
+            f"{option}: with --primers, a file must hold {PRIMER_SECONDS:g} s of primer and a "
+            f"{clip_seconds:g} s clip; none does"
+        )
+    return torch.stack([p for p, _ in pairs]), torch.stack([c for _, c in pairs])
+
+
+def continuations(
+    primers: Sequence[str], generated: Sequence[str], sample_rate: int, clip_seconds: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(each primer file's last `PRIMER_SECONDS` (B, P), the first clip of the generated file
+    matched with it in sorted order (B, T)).
+
+    Raises:
+        UserInputError: the counts differ, or a file is too short (named).
+    """
+    import torch
+
+    before = _decoded(primers, sample_rate, "--primers")
+    after = _decoded(generated, sample_rate, "--generated")
+    if len(before) != len(after):
+        raise UserInputError(
+            f"--primers: {len(before)} files for {len(after)} --generated files; give one "
+            "primer per generated file (matched in sorted order)"
+        )
+    primer, size = round(PRIMER_SECONDS * sample_rate), round(clip_seconds * sample_rate)
+    for (name, audio), need, option in [
+        *((item, primer, "--primers") for item in before),
+        *((item, size, "--generated") for item in after),
+    ]:
+        if audio.numel() < need:
+            raise UserInputError(f"{option}: {name} is shorter than {need / sample_rate:g} s")
+    heads = torch.stack([audio[-primer:] for _, audio in before])
+    return heads, torch.stack([audio[:size] for _, audio in after])
+
+
+def _decoded(paths: Sequence[str], sample_rate: int, option: str) -> list[tuple[str, torch.Tensor]]:
+    from samplegan_tune.audio import find_audio_files, load_many
+
+    try:
+        return load_many(find_audio_files(list(paths)), sample_rate)
+    except UserInputError as err:
+        raise UserInputError(f"{option}: {err}") from err
 
 
 def format_table(report: dict[str, object], reasons: dict[str, str]) -> str:

@@ -40,27 +40,24 @@ KID, NDB and diversity see features centred on the real mean and divided by the 
 spread, so the kernel and the bins work at unit scale whatever the embedding. The last three
 always use the fixed log-mel `time_frames`, whatever the embedding: they need a fine time axis.
 
-quality/score, LOWER = BETTER (0: indistinguishable from the real set):
-    score = log1p(10 · max(FAD∞, 0) / tr Σ_real) + log1p(max(KID, 0)) + NDB/K
-            + 10 · max(0, flatness − flatness_real) + loudness_gap_db / 10
-            + stft_distance + 5 · max(0, 1 − diversity_ratio)²
-            + 10 · max(0, 1 − repetition)² + 5 · max(0, 1 − spectral_change)²
-            + 10 · max(0, 1 − noise_spread / 0.5)²
-Σ_real is the real frames' covariance, so the first term does not depend on the features'
-units; the squared shortfalls shrug off the spread between real sets (ratios of 0.5–1.5) but
-charge a repeated clip, a loop, a frozen spectrum or ignored noise in full. Spectrum
-statistics alone rank a loop of real audio close to real music: the repetition term is what
-puts every loop clearly behind it. Seeds need only differ half as much as different real
-passages: a good model may well continue one primer in similar ways. FD stands in for FAD∞
-when FAD∞ is unavailable; other unavailable terms count 0 (named in the reasons).
-Calibration on known failures: docs/metrics_calibration.md.
+On the pretrained music embedding (`musicmetrics`, clips ≥ 3 s; FAD∞ and tags of musicnn):
+    music_fd, tag_kl  see `musicmetrics`.
+Continuity with the primer (`continuity`; only when `evaluate_clips` is given the primers and
+the reference was built from true (primer, continuation) pairs):
+    key_drift, tempo_drift, timbre_drift, level_drift
+                     the continuations' mean `continuity` distance from their own primers ÷ the
+                     true continuations' (1 = strays as much as the music itself moves on),
+                     that at least `DRIFT_FLOORS` (a few primers may keep key or level
+                     closely: a ratio to a near-0 mean would magnify noise).
+
+quality/score (LOWER = BETTER) is `judge.quality_score`: its formula, its fitted weights and
+why are in samplegan_tune/judge.py; calibration: docs/metrics_calibration.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -68,6 +65,7 @@ from pathlib import Path
 import torch
 
 from samplegan_tune.audio import rms_dbfs
+from samplegan_tune.continuity import DISTANCES, continuity
 from samplegan_tune.features import (
     LOAD_ERRORS,
     Embedding,
@@ -89,6 +87,33 @@ from samplegan_tune.features import (
     tail_statistics,
 )
 from samplegan_tune.fileio import atomic_path
+from samplegan_tune.judge import quality_score
+from samplegan_tune.metric_names import (  # noqa: F401  (re-exported: readers import them here)
+    CHANGE,
+    DIVERSITY,
+    DRIFTS,
+    FAD_INF,
+    FAD_INF_R2,
+    FD,
+    FLATNESS,
+    KID,
+    LOUDNESS,
+    LOUDNESS_GAP,
+    METRICS,
+    MUSIC_FD,
+    NDB_K,
+    NOISE_SPREAD,
+    REPETITION,
+    SCORE,
+    STFT_DISTANCE,
+    TAG_KL,
+)
+from samplegan_tune.musicmetrics import (
+    MusicReference,
+    long_enough,
+    music_metrics,
+    shared_embedding,
+)
 from samplegan_tune.timefeatures import (
     cross_spread,
     repetition,
@@ -97,21 +122,13 @@ from samplegan_tune.timefeatures import (
     time_frames,
 )
 
-FD, FAD_INF, FAD_INF_R2 = "quality/fd", "quality/fad_inf", "quality/fad_inf_r2"
-KID, NDB_K, FLATNESS = "quality/kid", "quality/ndb_k", "quality/flatness"
-LOUDNESS, LOUDNESS_GAP = "quality/loudness_dbfs", "quality/loudness_gap_db"
-STFT_DISTANCE, DIVERSITY = "quality/stft_distance", "quality/diversity_ratio"
-REPETITION, CHANGE = "quality/repetition", "quality/spectral_change"
-NOISE_SPREAD, SCORE = "quality/noise_spread", "quality/score"
-METRICS = (FAD_INF, FAD_INF_R2, FD, KID, NDB_K, FLATNESS, LOUDNESS, LOUDNESS_GAP, STFT_DISTANCE,
-           DIVERSITY, REPETITION, CHANGE, NOISE_SPREAD, SCORE)  # fmt: skip
-"""Every metric `evaluate_clips` reports, in display order."""
-
 KID_MIN_CLIPS = 4
-SCORE_WEIGHTS = {DIVERSITY: 5.0, REPETITION: 10.0, CHANGE: 5.0, NOISE_SPREAD: 10.0}
-"""Weights of the squared shortfalls in `quality_score`."""
-NOISE_SPREAD_TARGET = 0.5  # seeds differing half as much as different real passages is enough
-_REFERENCE_VERSION = 2
+_REFERENCE_VERSION = 3
+DRIFT_MIN_SECONDS = 0.5  # `continuity` needs this much primer and continuation
+DRIFT_FLOORS = {"key": 0.1, "tempo": 0.05, "timbre": 1.5, "level": 2.0}
+"""The smallest true-continuation drift a ratio divides by (key: 1 − correlation; tempo:
+octaves; timbre, level: dB): what real continuations show at their steadiest (metal, orchestral
+game music: key 0.11–0.25, tempo 0.02–0.16, timbre 2.6–3 dB, level 2.2 dB)."""
 
 
 # --------------------------------------------------------------------------- the real side
@@ -145,6 +162,8 @@ class RealReference:
     repetition: torch.Tensor  # (N,) `timefeatures.repetition` of each clip
     change: torch.Tensor  # (N,) `timefeatures.spectral_change` of each clip
     cross_spread: float | None  # `timefeatures.cross_spread` between clips; None if N = 1
+    music: MusicReference | None  # on musicnn; None for clips shorter than a 3-s patch
+    drift: dict[str, float] | None  # the true continuations' mean `continuity` distances
     embedding: Embedding = field(repr=False)  # not saved: `load` rebuilds or is given it
 
     @classmethod
@@ -155,10 +174,13 @@ class RealReference:
         embedding: Embedding | None = None,
         ndb_bins: int = 16,
         seed: int = 0,
+        primers: torch.Tensor | None = None,
     ) -> RealReference:
         """Real-side statistics of `clips` (N, T) at `sample_rate`; log-mel features by default.
 
         NDB gets min(ndb_bins, frames / 20) k-means bins, or none (NDB unavailable) below 2.
+        `primers` (N, P): the audio just before each clip, so that the clips are true
+        continuations; gives the `continuity` baseline of the drift metrics (else none).
         """
         clips = checked_clips(clips, sample_rate, "real clips")
         embedding = embedding or LogMelEmbedding(sample_rate)
@@ -182,12 +204,23 @@ class RealReference:
             loudness_dbfs=float(rms_dbfs(clips).mean()), spectra=mean_log_spectra(clips),
             pairwise_distance=mean_pairwise_distance(clip_std) if len(clips) > 1 else None,
             tail=tail_statistics(clips, sample_rate), repetition=repetition(timed, sample_rate),
-            change=spectral_change(timed), cross_spread=cross_spread(timed), embedding=embedding,
+            change=spectral_change(timed), cross_spread=cross_spread(timed),
+            music=_music_reference(clips, sample_rate), embedding=embedding,
+            drift=None if primers is None else _true_drift(primers, clips, sample_rate),
         )  # fmt: skip
+
+    @property
+    def judge_scales(self) -> dict[str, float]:
+        """What `judge.terms` divides by: tr Σ of the log-mel frames and the music patches,
+        the real median flatness."""
+        music = 1.0 if self.music is None else float(self.music.cov.trace())
+        return {"logmel": max(float(self.frame_cov.trace()), 1e-12),
+                "music": max(music, 1e-12), "flatness": self.flatness}  # fmt: skip
 
     def save(self, path: str | Path) -> None:
         """Write every field but the embedding with `torch.save`, atomically."""
         blob = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "embedding"}
+        blob["music"] = None if self.music is None else self.music.to_dict()
         with atomic_path(path) as tmp:
             torch.save({"version": _REFERENCE_VERSION, **blob}, tmp)
 
@@ -201,7 +234,30 @@ class RealReference:
         embedding = embedding or LogMelEmbedding(blob["sample_rate"])
         if embedding.id != blob["embedding_id"]:
             raise ValueError(f"{path}: made with {blob['embedding_id']}, not {embedding.id}")
-        return cls(**blob, embedding=embedding)
+        music = blob.pop("music")
+        return cls(**blob, music=None if music is None else MusicReference(**music),
+                   embedding=embedding)  # fmt: skip
+
+
+def _music_reference(clips: torch.Tensor, sample_rate: int) -> MusicReference | None:
+    if not long_enough(clips.shape[-1], sample_rate):
+        return None
+    return MusicReference.from_clips(shared_embedding(), clips, sample_rate=sample_rate)
+
+
+def _drift_ready(primers: torch.Tensor, clips: torch.Tensor, sample_rate: int) -> bool:
+    """Whether primers and clips are long enough for `continuity` (half a second each)."""
+    return min(primers.shape[-1], clips.shape[-1]) >= DRIFT_MIN_SECONDS * sample_rate
+
+
+def _true_drift(
+    primers: torch.Tensor, clips: torch.Tensor, sample_rate: int
+) -> dict[str, float] | None:
+    """The mean `continuity` distance of each true continuation from its primer."""
+    if not _drift_ready(primers, clips, sample_rate):
+        return None
+    distances = continuity(primers, clips, sample_rate)
+    return {name: float(distances[name].mean()) for name in DISTANCES}
 
 
 def _spread(x: torch.Tensor) -> float:
@@ -216,17 +272,20 @@ def reference_for(
     cache_dir: str | Path,
     key: str,
     embedding: Embedding | None = None,
+    primers: torch.Tensor | None = None,
 ) -> RealReference:
-    """`RealReference.from_clips(clips (N, T), ...)`, cached in `cache_dir`.
+    """`RealReference.from_clips(clips (N, T), ..., primers=primers)`, cached in `cache_dir`.
 
     The file name holds `key` (a readable label, e.g. the dataset) and a hash of the clips, the
-    rate and the embedding, so changed audio or settings never reuse a stale file. A file that
-    cannot be read is rebuilt.
+    primers, the rate and the embedding, so changed audio or settings never reuse a stale file.
+    A file that cannot be read is rebuilt.
     """
     embedding = embedding or LogMelEmbedding(sample_rate)
-    settings = [_REFERENCE_VERSION, key, int(sample_rate), embedding.id, list(clips.shape)]
+    shapes = [list(x.shape) for x in (clips, primers) if x is not None]
+    settings = [_REFERENCE_VERSION, key, int(sample_rate), embedding.id, shapes]
     digest = hashlib.sha256(json.dumps(settings).encode())
-    digest.update(clips.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    for audio in (clips, primers) if primers is not None else (clips,):
+        digest.update(audio.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     label = re.sub(r"[^A-Za-z0-9_.-]+", "-", key)[:40]
     path = Path(cache_dir).expanduser() / f"reference-{label}-{digest.hexdigest()[:24]}.pt"
     if path.is_file():
@@ -234,7 +293,7 @@ def reference_for(
             return RealReference.load(path, embedding)
         except LOAD_ERRORS:
             pass  # rebuilt below
-    reference = RealReference.from_clips(clips, sample_rate, embedding)
+    reference = RealReference.from_clips(clips, sample_rate, embedding, primers=primers)
     reference.save(path)
     return reference
 
@@ -243,7 +302,10 @@ def reference_for(
 
 
 def evaluate_clips(
-    generated: torch.Tensor, reference: RealReference, reseeded: torch.Tensor | None = None
+    generated: torch.Tensor,
+    reference: RealReference,
+    reseeded: torch.Tensor | None = None,
+    primers: torch.Tensor | None = None,
 ) -> tuple[dict[str, float | None], dict[str, str]]:
     """Every metric of `generated` (B, T) against `reference`, at the reference's rate.
 
@@ -252,6 +314,8 @@ def evaluate_clips(
         reference: the real side.
         reseeded: (K − 1, B', T) or (B', T): the first B' ≤ B primers rolled out again with
             other noise seeds, for `noise_spread`; None leaves it unavailable.
+        primers: (B, P) the audio each row of `generated` continues, for the drift metrics;
+            None (or a reference without true continuations) leaves them unavailable.
 
     Returns:
         values: each name of `METRICS` -> a finite float, or None when unavailable;
@@ -286,8 +350,47 @@ def evaluate_clips(
     values[LOUDNESS_GAP] = abs(values[LOUDNESS] - reference.loudness_dbfs)
     values[STFT_DISTANCE] = stft_distance(mean_log_spectra(gen), reference.spectra)
     _time_metrics(gen, reseeded, reference, values, reasons)
-    values[SCORE] = quality_score(values, reference, reasons)
+    _music_metrics(gen, reference, values, reasons)
+    _drift_metrics(gen, primers, reference, values, reasons)
+    values[SCORE] = quality_score(values, reference.judge_scales, reasons)
     return values, reasons
+
+
+def _music_metrics(
+    gen: torch.Tensor,
+    reference: RealReference,
+    values: dict[str, float | None],
+    reasons: dict[str, str],
+) -> None:
+    """`musicmetrics.music_metrics` of checked clips `gen` (B, T), or why not."""
+    if reference.music is None:
+        reasons[MUSIC_FD] = reasons[TAG_KL] = "the real clips are shorter than a 3-s patch"
+        return
+    found, why = music_metrics(shared_embedding(), gen, reference.music, reference.sample_rate)
+    values.update(found)
+    reasons.update(why)
+
+
+def _drift_metrics(
+    gen: torch.Tensor,
+    primers: torch.Tensor | None,
+    reference: RealReference,
+    values: dict[str, float | None],
+    reasons: dict[str, str],
+) -> None:
+    """The drift metrics (module docstring) of checked clips `gen` (B, T), or why not."""
+    if primers is None or reference.drift is None:
+        why = "needs the primers" if primers is None else "the reference has no true continuations"
+        reasons.update(dict.fromkeys(DRIFTS.values(), why))
+        return
+    if not _drift_ready(primers, gen, reference.sample_rate):
+        why = f"primers and clips must be ≥ {DRIFT_MIN_SECONDS:g} s"
+        reasons.update(dict.fromkeys(DRIFTS.values(), why))
+        return
+    distances = continuity(primers, gen, reference.sample_rate)
+    for name, metric in DRIFTS.items():
+        true_drift = max(reference.drift[name], DRIFT_FLOORS[name])
+        values[metric] = float(distances[name].mean()) / true_drift
 
 
 def _time_metrics(
@@ -363,38 +466,3 @@ def _frechet_metrics(
         )
     else:
         values[FAD_INF], values[FAD_INF_R2] = fad_inf(flat, *real, reference.frame_cov_sqrt)
-
-
-def quality_score(
-    values: dict[str, float | None], reference: RealReference, reasons: dict[str, str]
-) -> float | None:
-    """`quality/score` (module docstring; lower = better) from the other `values`. None when
-    neither FAD∞ nor FD is available; terms left out are named in `reasons[SCORE]`."""
-    frechet = values[FD] if values[FAD_INF] is None else values[FAD_INF]
-    if frechet is None:
-        reasons[SCORE] = "needs FAD∞ or FD"
-        return None
-    total_variance = max(float(reference.frame_cov.trace()), 1e-12)
-    kid_value = values[KID]
-    terms = {
-        FAD_INF: math.log1p(10 * max(frechet, 0.0) / total_variance),
-        KID: None if kid_value is None else math.log1p(max(kid_value, 0.0)),
-        NDB_K: values[NDB_K],
-        FLATNESS: 10 * max(0.0, values[FLATNESS] - reference.flatness),
-        LOUDNESS_GAP: values[LOUDNESS_GAP] / 10,
-        STFT_DISTANCE: values[STFT_DISTANCE],
-        **{name: _shortfall(values, name) for name in SCORE_WEIGHTS},
-    }
-    missing = [name for name, term in terms.items() if term is None]
-    if missing:
-        reasons[SCORE] = "partial: left out " + ", ".join(missing)
-    return sum(term for term in terms.values() if term is not None)
-
-
-def _shortfall(values: dict[str, float | None], name: str) -> float | None:
-    """`SCORE_WEIGHTS[name]` · max(0, 1 − value / target)², target 1 (0.5 for noise)."""
-    value = values[name]
-    if value is None:
-        return None
-    target = NOISE_SPREAD_TARGET if name == NOISE_SPREAD else 1.0
-    return SCORE_WEIGHTS[name] * max(0.0, 1.0 - value / target) ** 2

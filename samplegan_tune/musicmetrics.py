@@ -2,8 +2,10 @@
 music as a music-tagging network hears it.
 
 Each musicnn patch covers 3 s; clips are cut into overlapping patches (`HOP_SECONDS` apart), so
-an 8-s clip gives 11 patches and a 4-s clip 3. Clips shorter than one patch (2.976 s) cannot be
-embedded: the metrics are then unavailable (None with a reason), never guessed.
+an 8-s clip gives 6 patches and a 4-s clip 2. Clips shorter than one patch (2.976 s) cannot be
+embedded: the metrics are then unavailable (None with a reason), never guessed. Audio at
+another rate is resampled to musicnn's 16 kHz first. `shared_embedding` loads the network once
+per process.
 
     music_fd   Fréchet distance between Gaussians fitted to the generated and the real
                patches' 200-d penultimate embeddings (FAD∞-extrapolated when there are at
@@ -15,15 +17,17 @@ embedded: the metrics are then unavailable (None with a reason), never guessed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import asdict, dataclass
 
 import torch
+import torchaudio.functional as AF
 
 from samplegan_tune.features import fad_inf, frechet_distance, gaussian, psd_sqrt
+from samplegan_tune.metric_names import MUSIC_FD, TAG_KL
 from samplegan_tune.musicnn import MIN_SAMPLES, SAMPLE_RATE, MusicEmbedding
 
-MUSIC_FD, TAG_KL = "quality/music_fd", "quality/tag_kl"
-HOP_SECONDS = 0.5  # patch hop: six overlapping 3-s patches per 5.5 s
+HOP_SECONDS = 1.0  # patch hop: an 8-s clip gives 6 overlapping 3-s patches, a 4-s clip 2
 _EPS = 1e-6  # tag-probability floor inside the log
 
 
@@ -40,19 +44,44 @@ class MusicReference:
 
     @classmethod
     def from_clips(
-        cls, net: MusicEmbedding, clips: torch.Tensor, hop_seconds: float = HOP_SECONDS
+        cls,
+        net: MusicEmbedding,
+        clips: torch.Tensor,
+        hop_seconds: float = HOP_SECONDS,
+        sample_rate: int = SAMPLE_RATE,
     ) -> MusicReference:
-        """Real clips (N, T) at 16 kHz, T ≥ one patch."""
-        embedding, probs = patch_features(net, clips, hop_seconds)
+        """Real clips (N, T) at `sample_rate`, at least one patch long."""
+        embedding, probs = patch_features(net, clips, hop_seconds, sample_rate)
         mean, cov = gaussian(embedding)
         tags = tag_distribution(probs)
         return cls(mean, cov, psd_sqrt(cov), tags, len(embedding), hop_seconds)
 
+    def to_dict(self) -> dict:
+        """Plain tensors and numbers, for `torch.save`; `MusicReference(**d)` rebuilds it."""
+        return asdict(self)
+
+
+@functools.cache
+def shared_embedding(device: str = "cpu") -> MusicEmbedding:
+    """The judge's musicnn (`MusicEmbedding.load()`), built once per process and device."""
+    return MusicEmbedding.load(device=device)
+
+
+def long_enough(samples: int, sample_rate: int) -> bool:
+    """Whether clips of `samples` at `sample_rate` hold one musicnn patch."""
+    return samples * SAMPLE_RATE >= MIN_SAMPLES * sample_rate
+
 
 def patch_features(
-    net: MusicEmbedding, clips: torch.Tensor, hop_seconds: float = HOP_SECONDS
+    net: MusicEmbedding,
+    clips: torch.Tensor,
+    hop_seconds: float = HOP_SECONDS,
+    sample_rate: int = SAMPLE_RATE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T) clips at 16 kHz -> every patch's embedding (B · P, 200) and tags (B · P, 50)."""
+    """(B, T) clips at `sample_rate` -> every patch's embedding (B · P, 200) and tags
+    (B · P, 50)."""
+    if sample_rate != SAMPLE_RATE:
+        clips = AF.resample(clips.float(), sample_rate, SAMPLE_RATE)
     if clips.shape[-1] < MIN_SAMPLES:
         raise ValueError(f"clips of {clips.shape[-1]} samples are shorter than a patch")
     out = net(clips.float(), hop_seconds=hop_seconds)
@@ -73,13 +102,10 @@ def music_metrics(
     Returns (values, reasons): each metric a float, or None with the reason.
     """
     values: dict[str, float | None] = {MUSIC_FD: None, TAG_KL: None}
-    if sample_rate != SAMPLE_RATE:
-        reason = f"the music embedding reads {SAMPLE_RATE} Hz audio, not {sample_rate} Hz"
-        return values, dict.fromkeys(values, reason)
-    if clips.shape[-1] < MIN_SAMPLES:
+    if not long_enough(clips.shape[-1], sample_rate):
         reason = f"clips of {clips.shape[-1] / sample_rate:.2f} s are shorter than a 3-s patch"
         return values, dict.fromkeys(values, reason)
-    embedding, probs = patch_features(net, clips, reference.hop_seconds)
+    embedding, probs = patch_features(net, clips, reference.hop_seconds, sample_rate)
     real = (reference.mean, reference.cov, reference.cov_sqrt)
     if len(embedding) >= 2 * (embedding.shape[1] + 1):
         values[MUSIC_FD] = fad_inf(embedding, *real)[0]

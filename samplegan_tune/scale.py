@@ -26,7 +26,7 @@ REAL, REPEATED, LOOPED, NOISE = (
     "real continuation", "repeated second", "looped segment", "white noise",
 )  # fmt: skip
 REFERENCES = (REAL, REPEATED, LOOPED, NOISE)
-PRIMER_SECONDS = 1.0
+PRIMER_SECONDS = 3.0  # as long as the search's primers (`trial.JUDGE_PRIMER_SECONDS`)
 SCALE_SEED = 11  # which held-out windows the references continue
 
 
@@ -37,7 +37,7 @@ def _tile(x: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def reference_sets(
-    windows: torch.Tensor, primer: int, segment: int, seed: int = 0
+    windows: torch.Tensor, primer: int, segment: int, second: int, seed: int = 0
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
     """Each reference's clips (B, T) and a second draw for the noise-spread metric.
 
@@ -45,6 +45,7 @@ def reference_sets(
         windows: (B, primer + T) held-out audio: a primer, then its true continuation.
         primer: samples of primer (PRIMER_SECONDS) at the start of each window.
         segment: the looped reference's period.
+        second: samples in a second (the repeated reference's period).
         seed: the white noise's seed.
 
     A repeat or a loop gives the same clip for every noise seed (second draw = itself); the
@@ -55,7 +56,7 @@ def reference_sets(
     level = 10 ** (rms_dbfs(head) / 20)  # (B,) the primers' RMS
     rng = torch.Generator().manual_seed(seed)
     noise = torch.randn(2, *tail.shape, generator=rng) * level[None, :, None]
-    repeated = _tile(head, length)  # the primer is the last second before the continuation
+    repeated = _tile(head[:, -min(second, primer) :], length)
     looped = _tile(head[:, -min(segment, primer) :], length)
     return {
         REAL: (tail, None),
@@ -75,8 +76,8 @@ def score_scale(
     length = min(length, longest - primer)
     windows = WindowSampler(heldout).fixed_windows(rollouts, primer + length, SCALE_SEED)
     scale = {}
-    for name, (clips, again) in reference_sets(windows, primer, segment).items():
-        values, _ = evaluate_clips(clips, reference, again)
+    for name, (clips, again) in reference_sets(windows, primer, segment, rate).items():
+        values, _ = evaluate_clips(clips, reference, again, primers=windows[:, :primer])
         scale[name] = float(values[SCORE]) if values[SCORE] is not None else math.nan
     return scale
 

@@ -63,7 +63,7 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     max_concurrent: int = 0  # 0: as many as the resources allow
     eval_rollouts: int = 8  # rollouts per report for the quality metrics
-    eval_seconds: float = 1.0  # length of each rollout
+    eval_seconds: float = 4.0  # length of each rollout (the music embedding needs 3 s)
     top_k: int = 3  # survivors re-evaluated for the leaderboard
     rank_rollouts: int = 16  # rollouts per seed when re-evaluating
     rank_seeds: int = 2

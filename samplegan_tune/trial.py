@@ -27,6 +27,7 @@ RESEED = 1_000_003  # noise seed offset of the second rollout of a primer (noise
 ADVERSARIAL_STEPS = "train/adversarial_steps"  # `Trainer.adversarial_steps`: ASHA's clock
 GENERATOR_STEPS = "train/generator_steps"  # `Trainer.generator_steps`: 0 = G never updated
 UNTRAINED = "untrained"  # the flag of a report before G's first update: never ranked
+JUDGE_PRIMER_SECONDS = 3.0  # audio before each rollout the drift metrics compare it with
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,16 +51,20 @@ class TrialData:
 
 def reference_clips(
     heldout: Corpus, settings: SearchSettings, sample_rate: int, seconds: float | None = None
-) -> torch.Tensor:
-    """(N, T) held-out clips that the reference statistics are computed from.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out (primers (N, P), clips (N, T)) the reference statistics are computed from:
+    each clip the true continuation of its primer.
 
-    `seconds` defaults to the search's rollout length; the ranking asks for its own, cut to
-    the shortest held-out file when that is shorter.
+    `seconds` defaults to the search's rollout length; the ranking asks for its own. Both are
+    cut to fit the shortest held-out file: the clip to at most half of it, the primer
+    (`JUDGE_PRIMER_SECONDS`) to the rest.
     """
     count = max(2 * settings.eval_rollouts, settings.rank_rollouts, 16)
-    wanted = round((seconds or settings.eval_seconds) * sample_rate)
-    length = min(wanted, int(heldout.lengths.min()))
-    return WindowSampler(heldout).fixed_windows(count, length, seed=PRIMER_SEED + 1)
+    shortest = int(heldout.lengths.min())
+    length = min(round((seconds or settings.eval_seconds) * sample_rate), shortest // 2)
+    primer = min(round(JUDGE_PRIMER_SECONDS * sample_rate), shortest - length)
+    windows = WindowSampler(heldout).fixed_windows(count, primer + length, seed=PRIMER_SEED + 1)
+    return windows[:, :primer], windows[:, primer:]
 
 
 def score_model(
@@ -72,20 +77,24 @@ def score_model(
 ) -> tuple[dict[str, float | None], dict[str, str], torch.Tensor]:
     """Quality metrics of `rollouts` primed continuations of held-out audio.
 
-    The first max(2, rollouts / 4) primers (at most all) are rolled out a second time with
-    another noise seed, for `quality/noise_spread` (a quarter more rollout time, not double).
+    Each rollout continues the last `cfg.context` samples of a held-out window at least
+    `JUDGE_PRIMER_SECONDS` long, which the drift metrics compare it with. The first
+    max(2, rollouts / 4) primers (at most all) are rolled out a second time with another
+    noise seed, for `quality/noise_spread` (a quarter more rollout time, not double).
 
     Returns (metrics, reasons for unavailable ones, the clips (B, T) of the first seed).
     """
     cfg = model.cfg
-    primers = WindowSampler(heldout).fixed_windows(rollouts, cfg.context, PRIMER_SEED + seed)
+    judged = round(JUDGE_PRIMER_SECONDS * cfg.sample_rate)
+    window = min(max(cfg.context, judged), int(heldout.lengths.min()))
+    primers = WindowSampler(heldout).fixed_windows(rollouts, window, PRIMER_SEED + seed)
     length, again = round(seconds * cfg.sample_rate), min(rollouts, max(2, rollouts // 4))
     was_training = model.training
     model.eval()
     clips = rollout(model, primers, length, seed).float().cpu()
     reseeded = rollout(model, primers[:again], length, seed + RESEED).float().cpu()
     model.train(was_training)
-    values, reasons = evaluate_clips(clips, reference, reseeded)
+    values, reasons = evaluate_clips(clips, reference, reseeded, primers=primers)
     return values, reasons, clips
 
 

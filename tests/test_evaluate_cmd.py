@@ -63,8 +63,35 @@ def test_music_ranks_far_better_than_white_noise(audio: dict[str, Path]) -> None
     good, bad = strict_json(music.stdout), strict_json(noise.stdout)
     assert bad["quality/score"] > 3 * good["quality/score"]
     assert good["collapse/reason"] is None and bad["collapse/reason"] == "static"
-    assert set(good["unavailable"]) == {"quality/noise_spread", "quality/score"}
-    assert good["quality/noise_spread"] is None and good["clips/generated"] == 10
+    drifts = {f"quality/{k}_drift" for k in ("key", "tempo", "timbre", "level")}
+    assert set(good["unavailable"]) == {"quality/noise_spread", "quality/score", *drifts}
+    assert good["quality/noise_spread"] is None and good["clips/generated"] == 5
+    assert good["quality/music_fd"] < bad["quality/music_fd"]
+
+
+def test_primers_judge_each_continuation_against_what_it_continues(tmp_path: Path) -> None:
+    """The true continuation of each primer keeps its key and tempo; the same audio given as
+    the continuation of other songs' primers (another key and tempo) drifts."""
+    songs = synthetic_songs(120.0, SR, seed=8)  # four songs, each in its own key and tempo
+    for name, song in songs[:2]:
+        write_wav(tmp_path / "real" / f"{name}.wav", song, SR)
+    cut = 20 * SR
+    for i, (_, song) in enumerate(songs[2:]):
+        write_wav(tmp_path / "primers" / f"{i}.wav", song[cut - 3 * SR : cut], SR)
+        write_wav(tmp_path / "true" / f"{i}.wav", song[cut : cut + 4 * SR], SR)
+        write_wav(tmp_path / "swapped" / f"{1 - i}.wav", song[cut : cut + 4 * SR], SR)
+    found = {}
+    for case in ("true", "swapped"):
+        result = cli("--real", tmp_path / "real", "--generated", tmp_path / case,
+                     "--primers", tmp_path / "primers", "--json")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        found[case] = strict_json(result.stdout)
+        assert "quality/key_drift" not in found[case]["unavailable"]
+    assert found["swapped"]["quality/key_drift"] > 1.5 * found["true"]["quality/key_drift"]
+    assert found["swapped"]["quality/score"] > found["true"]["quality/score"]
+    lonely = cli("--real", tmp_path / "real", "--generated", tmp_path / "true",
+                 "--primers", tmp_path / "primers" / "0.wav")  # fmt: skip
+    assert lonely.returncode == 2 and "1 files for 2 --generated" in lonely.stderr
 
 
 def test_a_loop_of_the_song_ranks_clearly_worse_than_its_continuation(tmp_path: Path) -> None:

@@ -42,8 +42,9 @@ SETTINGS = SearchSettings(max_reports=2, steps_per_report=3, grace_period=2, eva
 def data() -> TrialData:
     corpus = Corpus.from_items(synthetic_songs(seconds=60.0, sample_rate=16000, seed=3), 16000)
     train, heldout = split_corpus(corpus, 0.3)
-    clips = reference_clips(heldout, SETTINGS, 16000)
-    return TrialData(train, heldout, RealReference.from_clips(clips, 16000), "synthetic")
+    primers, clips = reference_clips(heldout, SETTINGS, 16000)
+    reference = RealReference.from_clips(clips, 16000, primers=primers)
+    return TrialData(train, heldout, reference, "synthetic")
 
 
 def test_reports_carry_losses_quality_and_no_reason(tiny: TrainConfig, data: TrialData) -> None:
