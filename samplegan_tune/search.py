@@ -3,6 +3,13 @@
 Fixes Ray/Optuna traps (DESIGN.md): a collapsed, failed or early-stopped trial reaches Optuna
 as PRUNED/FAIL with its reason (never COMPLETE with a truncated value), never reaches ASHA as
 NaN, and no Optuna trial is left RUNNING when the search ends.
+
+Every finished trial informs the sampler (constrained TPE, c-TPE): it carries the constraint
+`COLLAPSE_CONSTRAINT`, ≤ 0 for a healthy trial, > 0 for one that collapsed: TPE then counts a
+collapsed region among the bad ones ("above"), where before a collapsed trial, PRUNED without
+an intermediate value, looked like any other. The violation is larger the earlier the trial
+collapsed (1 at its first report, 1 / max_reports at its last), so while nothing is healthy
+yet, TPE prefers the regions that lasted longest.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ STOPPED_EARLY = "stopped_early"  # ASHA cut the trial at a rung
 ERRORED = "error"
 LOST = "lost"  # still RUNNING in the study when the search ended
 BUDGET = "stopped_by_budget"  # still running when --time-budget ended the search
+COLLAPSE_CONSTRAINT = "collapsed"  # Optuna constraint: > 0 when the trial collapsed
 WAIT_NOTE_S = 60.0  # how often to say that no trial can start yet
 # Ray's own console output, replaced by ours: its banner and TensorBoard hint (it names a
 # folder in Ray's temp dir, not where the trials' event files are), its resource warning
@@ -88,10 +96,23 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
         best = self._best.get(trial_id)
         state, value, outcome = trial_outcome(result or {}, error, self._max_reports, best)
         ot_trial = self._ot_trials[trial_id]
+        violation = collapse_violation(result or {}, error, self._max_reports)
         with contextlib.suppress(ALREADY_TOLD):
             ot_trial.set_user_attr(OUTCOME_ATTR, outcome)
+            if COLLAPSE_CONSTRAINT not in ot_trial.constraints:
+                ot_trial.set_constraint(COLLAPSE_CONSTRAINT, violation)
             self._ot_study.tell(ot_trial, value, state=state)
         self._completed_trials.add(trial_id)
+
+
+def collapse_violation(result: dict, error: bool, max_reports: int) -> float:
+    """The `COLLAPSE_CONSTRAINT` value of a finished trial (module docstring): 0 when it did not
+    collapse (completed, stopped early, cut by the budget, errored), else
+    (max_reports − reports + 1) / max_reports, reports counting the one that collapsed."""
+    if error or not result.get(REASON_METRIC):
+        return 0.0
+    reports = min(max(int(result.get(REPORTS, 0)), 1), max_reports)
+    return (max_reports - reports + 1) / max_reports
 
 
 def trial_outcome(

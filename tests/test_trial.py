@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from optuna.samplers._tpe.sampler import _split_trials  # how TPE splits good from bad
 
 from samplegan_tune.collapse import (
     REASON_METRIC,
@@ -19,7 +20,12 @@ from samplegan_tune.collapse import (
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, split_corpus
 from samplegan_tune.metrics import SCORE, RealReference
-from samplegan_tune.search import STOPPED_EARLY, OutcomeAwareOptunaSearch, trial_outcome
+from samplegan_tune.search import (
+    COLLAPSE_CONSTRAINT,
+    STOPPED_EARLY,
+    OutcomeAwareOptunaSearch,
+    trial_outcome,
+)
 from samplegan_tune.space import SearchSettings
 from samplegan_tune.synthetic import synthetic_songs
 from samplegan_tune.trial import (
@@ -113,6 +119,28 @@ def test_resumed_searcher_keeps_an_outcome_told_before_the_crash(tmp_path: Path)
     resumed.on_trial_complete("t1", {SCORE: 0.5, REPORTS: 2, REASON_METRIC: ""})
     (trial,) = optuna.load_study(study_name="s", storage=storage).trials
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 1.0
+
+
+def test_the_sampler_counts_every_collapsed_trial_among_the_bad(tmp_path: Path) -> None:
+    """c-TPE: a collapsed trial carries a violated constraint (the earlier, the larger), so
+    TPE puts it with the bad trials; without it, a collapsed trial (PRUNED, no intermediate
+    value) ranked like a trial ASHA stopped, and before it by trial number."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    searcher = OutcomeAwareOptunaSearch(
+        space=space, metric=SCORE, mode="min", storage=storage, study_name="s", max_reports=4
+    )
+    for tune_id in ("healthy", "collapsed", "late", "cut"):
+        searcher.suggest(tune_id)
+    searcher.on_trial_complete("healthy", {SCORE: 1.0, REPORTS: 4, REASON_METRIC: ""})
+    dead = {SCORE: COLLAPSED_SCORE, REASON_METRIC: "static"}
+    searcher.on_trial_complete("collapsed", {**dead, REPORTS: 1})
+    searcher.on_trial_complete("late", {**dead, REPORTS: 4})
+    searcher.on_trial_complete("cut", {SCORE: 2.0, REPORTS: 2, REASON_METRIC: ""})
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.constraints[COLLAPSE_CONSTRAINT] for t in study.trials] == [0.0, 1.0, 0.25, 0.0]
+    below, above = _split_trials(study, study.trials, n_below=2)
+    assert [t.number for t in below] == [0, 3] and [t.number for t in above] == [1, 2]
 
 
 def test_a_report_before_the_grace_period_is_judged_all_the_same(
