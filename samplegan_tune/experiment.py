@@ -1,5 +1,9 @@
 """An experiment folder: what a search was asked to do (search.json), its Optuna study, and
-the data every trial shares. `resume`, `leaderboard` and `export` start from here."""
+the data every trial shares. `resume`, `leaderboard` and `export` start from here.
+
+The folder is self-contained: search.json names no path inside it (the folder is where the
+file is; a local search's Tune state is the folder itself), so a copied or moved experiment
+resumes, ranks and exports where it now is and writes only there."""
 
 from __future__ import annotations
 
@@ -34,7 +38,9 @@ class Experiment:
 
     name: str
     folder: Path  # local: our files (search.json, optuna.db, leaderboard, listening page)
-    tune_storage: str  # Tune's storage_path: the folder's parent, or s3://… / gs://…
+    # Tune's storage_path when it is remote (s3://… / gs://…); None when Tune's experiment
+    # folder is `folder` itself (a local search). Given as `folder`'s parent, it means None.
+    tune_storage: str | None
     space_name: str
     space_yaml: str  # the space as it was when the search started
     settings: SearchSettings
@@ -66,9 +72,23 @@ class Experiment:
         values = self.space.sample(optuna.trial.FixedTrial(self.space.baseline()))
         return {p.name: values[p.name] for p in self.space.params if p.active(values)}
 
+    def __post_init__(self) -> None:
+        if _is_parent(self.tune_storage, self.folder):
+            self.tune_storage = None
+
     @property
     def tune_path(self) -> str:
+        """Tune's experiment folder: `folder` itself for a local search, wherever it is now."""
+        if self.tune_storage is None:
+            return str(self.folder.resolve())
         return f"{self.tune_storage.rstrip('/')}/{self.name}"
+
+    @property
+    def tune_storage_path(self) -> str:
+        """Tune's `storage_path`: the folder above `tune_path`."""
+        if self.tune_storage is None:
+            return str(self.folder.resolve().parent)
+        return self.tune_storage
 
     @property
     def base_config(self) -> TrainConfig:
@@ -80,7 +100,7 @@ class Experiment:
 
     def save(self) -> None:
         values = dataclasses.asdict(self)
-        values["folder"] = str(self.folder)
+        del values["folder"]  # where search.json is: stored, it would pin the old place
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / DESCRIPTION_FILE).write_text(json.dumps(values, indent=2))
 
@@ -94,6 +114,10 @@ class Experiment:
         try:
             values = json.loads(path.read_text())
             values["settings"] = SearchSettings(**values["settings"])
+            # Searches from before folders were relocatable stored both as absolute paths,
+            # the Tune storage being the folder's parent: that too means "this folder".
+            if _is_parent(values.get("tune_storage"), values.pop("folder", None)):
+                values["tune_storage"] = None
             values["folder"] = folder
             values.setdefault("baseline", False)  # searches from before baselines had none
             exp = cls(**values)
@@ -147,6 +171,13 @@ class Experiment:
 
     def study(self) -> optuna.Study:
         return optuna.load_study(study_name=self.name, storage=self.optuna_storage())
+
+
+def _is_parent(storage: Any, folder: Any) -> bool:
+    """Whether `storage` is a local path naming the folder above `folder`."""
+    if not isinstance(storage, str) or "://" in storage or not isinstance(folder, (str, Path)):
+        return False
+    return Path(storage).resolve() == Path(folder).resolve().parent
 
 
 def prepare_trial_data(exp: Experiment) -> TrialData:

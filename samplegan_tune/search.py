@@ -15,9 +15,11 @@ yet, TPE prefers the regions that lasted longest.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
+import pickle
 import signal
 import threading
 import time
@@ -70,6 +72,46 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
         self._max_reports = max_reports
         self._best: dict[str, float] = {}  # saved with the searcher's state (its __dict__)
         self._last_step: dict[str, int | None] = {}  # the last report seen of each trial
+
+    # Saved without the study (Tune's searcher state and tuner.pkl): its storage names optuna.db
+    # by absolute path, so a copied experiment's resume told the original's study and a moved
+    # one's could not start. `use_study` binds the one in the folder the search runs in now.
+    _BOUND_TO_STUDY = ("_storage", "_ot_study", "_ot_trials")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in self._BOUND_TO_STUDY}
+        state["_ot_trial_ids"] = {k: t._trial_id for k, t in self._ot_trials.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._storage, self._ot_study, self._ot_trials = None, None, {}
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.__getstate__(), handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Take the saved state, keeping the study this searcher is bound to now."""
+        storage = self._storage
+        with open(checkpoint_path, "rb") as handle:
+            saved = pickle.load(handle)
+        # A state saved before this class left the study out carries it, bound to the old path.
+        trials = saved.pop("_ot_trials", {})
+        saved.setdefault("_ot_trial_ids", {k: t._trial_id for k, t in trials.items()})
+        self.__dict__.update({k: v for k, v in saved.items() if k not in self._BOUND_TO_STUDY})
+        if storage is not None:
+            self.use_study(storage)
+
+    def use_study(self, storage: optuna.storages.BaseStorage) -> None:
+        """Bind the searcher, and each trial it has open, to the study in `storage`."""
+        self._storage = storage
+        self._ot_study = optuna.load_study(
+            study_name=self._study_name, storage=storage, sampler=self._sampler,
+            pruner=optuna.pruners.NopPruner(),
+        )  # fmt: skip
+        ids = self.__dict__.pop("_ot_trial_ids", {})
+        self._ot_trials = {k: optuna.trial.Trial(self._ot_study, i) for k, i in ids.items()}
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
@@ -142,6 +184,29 @@ class CollapseStopper(tune.Stopper):
 
     def stop_all(self) -> bool:
         return False
+
+
+class FolderASHA(ASHAScheduler):
+    """ASHA that keeps every trial it is given in the experiment folder the search runs in.
+
+    A resumed search makes its new trials from the state Tune saved, which names the folder
+    where the search started (Ray moves only the trials it restores): a copied experiment
+    would train them into the original. `relocate` tells the scheduler where it is now.
+    """
+
+    def __init__(self, *args: Any, experiment_path: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.experiment_path = experiment_path
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        if self.experiment_path is not None:
+            parent, name = os.path.split(self.experiment_path)
+            storage = trial.storage
+            if (storage.storage_fs_path, storage.experiment_dir_name) != (parent, name):
+                moved = copy.copy(storage)
+                moved.storage_fs_path, moved.experiment_dir_name = parent, name
+                trial.set_storage(moved)
+        super().on_trial_add(tune_controller, trial)
 
 
 class ProgressLine(tune.Callback):
@@ -247,20 +312,7 @@ def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tun
         max_reports=settings.max_reports,
     )
     name_objective(exp)  # the searcher has created the study
-    scheduler = (
-        FIFOScheduler()
-        if baseline
-        else ASHAScheduler(
-            # Rungs count adversarial steps, not reports: a trial still in stage 1 or D's
-            # warm-up (whose reports are flagged) is never compared at a rung yet.
-            time_attr=ADVERSARIAL_STEPS,
-            metric=SCORE,
-            mode="min",
-            max_t=settings.max_steps,
-            grace_period=settings.grace_steps,
-            reduction_factor=settings.reduction_factor,
-        )
-    )
+    scheduler = FIFOScheduler() if baseline else asha(exp)
     return tune.Tuner(
         trainable_for(exp, data),
         tune_config=tune.TuneConfig(
@@ -272,6 +324,22 @@ def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tun
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),
         run_config=run_config(exp),
+    )
+
+
+def asha(exp: Experiment, experiment_path: str | None = None) -> FolderASHA:
+    """The search's early stopping; `experiment_path`: see `FolderASHA`."""
+    settings = exp.settings
+    return FolderASHA(
+        # Rungs count adversarial steps, not reports: a trial still in stage 1 or D's
+        # warm-up (whose reports are flagged) is never compared at a rung yet.
+        time_attr=ADVERSARIAL_STEPS,
+        metric=SCORE,
+        mode="min",
+        max_t=settings.max_steps,
+        grace_period=settings.grace_steps,
+        reduction_factor=settings.reduction_factor,
+        experiment_path=experiment_path,
     )
 
 
@@ -287,7 +355,7 @@ def trainable_for(exp: Experiment, data: TrialData) -> Any:
 def run_config(exp: Experiment) -> tune.RunConfig:
     return tune.RunConfig(
         name=exp.name,
-        storage_path=exp.tune_storage,
+        storage_path=exp.tune_storage_path,
         stop=CollapseStopper(),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=3, checkpoint_score_attribute=SCORE, checkpoint_score_order="min"
@@ -318,6 +386,7 @@ def run(exp: Experiment, data: TrialData, resume: bool = False) -> bool:
         tuner = tune.Tuner.restore(
             exp.tune_path, trainable=trainable_for(exp, data), resume_errored=True
         )
+        relocate(tuner, exp)
     else:
         tuner = build_tuner(exp, data)
     with _InterruptWatch() as watch:
@@ -325,6 +394,25 @@ def run(exp: Experiment, data: TrialData, resume: bool = False) -> bool:
     if not watch.interrupted:
         close_open_trials(exp)
     return watch.interrupted
+
+
+def relocate(tuner: tune.Tuner, exp: Experiment) -> None:
+    """Point a restored search at the experiment where it is now (it may have been copied
+    or moved): the searcher at its study, the scheduler at its folder for new trials.
+
+    Tune restores both from tuner.pkl and offers no public way to reach them; they are the
+    objects `build_tuner` made, kept in the restored Tuner's config. ASHA keeps no state
+    across a resume (Tune saves none), so a new one replaces the restored one: also for a
+    search from before `FolderASHA`.
+    """
+    config = tuner._local_tuner._tune_config
+    searcher = config.search_alg
+    if not isinstance(searcher, OutcomeAwareOptunaSearch):
+        raise RuntimeError(f"restored search has searcher {type(searcher).__name__}")
+    searcher.use_study(exp.optuna_storage())
+    if isinstance(config.scheduler, ASHAScheduler):  # not a benchmark's FIFO baseline
+        local = exp.tune_storage is None  # remote: Ray itself moves to the URI it is given
+        config.scheduler = asha(exp, exp.tune_path if local else None)
 
 
 class _InterruptWatch:
