@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import time
 from dataclasses import asdict
 from importlib import metadata
@@ -30,7 +29,7 @@ from samplegan_tune.artifact import (
 )
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.experiment import Experiment
-from samplegan_tune.fileio import check_output_dir, exchange
+from samplegan_tune.fileio import check_output_dir, exchange, temp_sibling
 from samplegan_tune.leaderboard import read_leaderboard
 from samplegan_tune.models import Model
 from samplegan_tune.ranking import load_ranked_model
@@ -109,7 +108,8 @@ def _write_folder(out: Path, model: Model, manifest: dict, files: dict[str, str]
     in: never a half-written export, and an earlier export is replaced in one atomic
     exchange (it stays whole until then)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    staging = temp_sibling(out)
+    staging.mkdir(0o777)  # less the umask, as any folder (mkdtemp's 0700 hid the export)
     try:
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(weights, str(staging / WEIGHTS))

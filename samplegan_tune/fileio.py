@@ -6,6 +6,9 @@ import contextlib
 import ctypes
 import errno
 import os
+import secrets
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,17 +84,67 @@ def exchange(a: Path, b: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+    """Yield a temporary path beside `path`; move it into place only if the block succeeds.
+
+    The file is created as any other (mode 0666 less the umask: mkstemp's 0600 kept other
+    users from reading outputs, e.g. a served listening page's audio).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    tmp = temp_sibling(path)
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+_TEMP = ".tmp+"  # a temporary sibling: .{name}.tmp+{host}+{pid}+{token}{suffix}
+
+
+def temp_sibling(path: Path) -> Path:
+    """A new name beside `path` for a file or folder to build and then move into place.
+
+    It names the host and process that made it, so that once that process is gone (killed
+    mid-write: nothing else would remove it) the next one here removes it first.
+    """
+    remove_stale_temps(path)
+    token = secrets.token_hex(4)
+    return path.with_name(
+        f".{path.name}{_TEMP}{socket.gethostname()}+{os.getpid()}+{token}{path.suffix}"
+    )
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary siblings of `path` whose process, on this host, has ended;
+    returns them. Another host's are left alone (their process cannot be checked here)."""
+    prefix, host, removed = f".{path.name}{_TEMP}", socket.gethostname(), []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            if not entry.name.startswith(prefix):
+                continue
+            owner, _, rest = entry.name[len(prefix) :].partition("+")
+            pid = rest.partition("+")[0]
+            if owner == host and pid.isdigit() and not _running(int(pid)):
+                stale = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink(missing_ok=True)
+                removed.append(stale)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
