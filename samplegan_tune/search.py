@@ -223,6 +223,7 @@ class ProgressLine(tune.Callback):
         self.waiting_since: float | None = None
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **_) -> None:
+        self.done.pop(trial.trial_id, None)  # a trial restarted (resume, retry) is not done
         active = [p.name for p in self.params if p.active(trial.config)]
         shown = ", ".join(f"{k}={_short(trial.config[k])}" for k in active if k in trial.config)
         print(f"[search] trial {trial.trial_id} started: {shown}", flush=True)
@@ -261,7 +262,8 @@ class ProgressLine(tune.Callback):
 
     def _print(self, trials: list) -> None:
         self.last_print = time.monotonic()
-        running = sum(t.status == "RUNNING" for t in trials)
+        # Tune calls on_trial_complete before it marks the trial stopped: done, not running.
+        running = sum(t.status == "RUNNING" and t.trial_id not in self.done for t in trials)
         reasons = [r for r in self.done.values() if r]
         by_reason = ", ".join(f"{r} {reasons.count(r)}" for r in sorted(set(reasons)))
         best = f"{self.best:.3f}" if math.isfinite(self.best) else "-"
