@@ -18,6 +18,8 @@ from samplegan_tune.search_cli import add_search_commands
 if TYPE_CHECKING:  # torch is imported lazily so that --help and input errors answer at once
     import torch
 
+    from samplegan_tune.config import TrainConfig
+
 DEFAULT_TRAIN_OUT = Path("results") / "train"
 PRIMER_SECONDS = 1.0  # the primer a continuation follows (the model reads its last C samples)
 
@@ -133,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from samplegan_tune.checkpoint import LAST, load_checkpoint
-    from samplegan_tune.config import TrainConfig, load_config
+    from samplegan_tune.config import TrainConfig
     from samplegan_tune.fileio import check_output_dir
     from samplegan_tune.trainer import Trainer
     from samplegan_tune.training_run import Intervals, prepare_data, train
@@ -153,7 +155,12 @@ def run_train(args: argparse.Namespace) -> int:
     if has_run and not (args.resume or args.force):
         raise UserInputError(f"{out}: holds a run already; pass --resume or --force")
     state = load_checkpoint(out / LAST) if args.resume else None
-    cfg = TrainConfig.from_dict(state["config"]) if state else load_config(args.config, args.set)
+    if state and state["step"] >= args.steps:
+        raise UserInputError(
+            f"--steps {args.steps}: the run in {out} is at step {state['step']} already; "
+            "--steps is the total to reach, so give a larger one"
+        )
+    cfg = TrainConfig.from_dict(state["config"]) if state else _train_config(args)
     device = _device(args.device)
     train_corpus, heldout = prepare_data(args.data, cfg, args.cache_dir)
     print(
@@ -172,6 +179,18 @@ def run_train(args: argparse.Namespace) -> int:
     return 1 if collapsed else 0
 
 
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """--config, then --set; an error names the one at fault (the file's own, or --set's)."""
+    from samplegan_tune.config import load_config
+
+    load_config(args.config)  # the file alone: its errors name it
+    try:
+        return load_config(args.config, args.set)
+    except UserInputError as err:  # the file was fine: --set broke it
+        why = str(err).removeprefix(f"{args.config}: ")
+        raise UserInputError(why if why.startswith("--set") else f"--set: {why}") from err
+
+
 def run_generate(args: argparse.Namespace) -> int:
     import torch
 
@@ -187,6 +206,8 @@ def run_generate(args: argparse.Namespace) -> int:
         _require_within("level-dbfs", args.level_dbfs, -80.0, 0.0)
     if args.offset is not None and args.prime is None:
         raise UserInputError("--offset needs --prime (the file the offset is in)")
+    if args.out.suffix.lower() != ".wav":
+        raise UserInputError(f"--out {args.out}: generate writes WAV; name the file *.wav")
     out = check_output_file(args.out, args.force)
     model = load_any_model(args.model, _device(args.device))
     cfg = model.cfg

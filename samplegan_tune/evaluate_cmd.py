@@ -140,6 +140,7 @@ def run_evaluate(
     else:
         real_clips = load_clips(real, sample_rate, clip_seconds, "--real")
         gen_clips = load_clips(generated, sample_rate, clip_seconds, "--generated")
+    _check_not_silent(real_clips)
     if scale_segment is not None:
         _check_scale_input(real_clips, scale_segment, clip_seconds, sample_rate)
         real_clips, halves = real_clips[0::2], real_clips[1::2]
@@ -162,6 +163,21 @@ def run_evaluate(
     else:
         print(format_table(report, reasons))
     return 0
+
+
+SILENT_DBFS = -80.0  # a --real set whose every clip is quieter holds no music to score against
+
+
+def _check_not_silent(clips: torch.Tensor) -> None:
+    """Refuse a silent --real set (every score against it would mean nothing)."""
+    from samplegan_tune.audio import rms_dbfs
+
+    loudest = float(rms_dbfs(clips).max())
+    if loudest < SILENT_DBFS:
+        raise UserInputError(
+            f"--real: every clip is silent (the loudest at {loudest:.0f} dBFS RMS, below "
+            f"{SILENT_DBFS:g}); there is no music to score against"
+        )
 
 
 def _check_scale_input(clips: torch.Tensor, segment: int, seconds: float, rate: int) -> None:

@@ -304,3 +304,29 @@ def test_a_collapsing_run_stops_and_says_why(env, tiny_yaml, tmp_path) -> None:
     assert result.returncode == 1
     assert "stopped at step" in result.stdout and "training collapsed (" in result.stdout
     assert "step 40/40" not in result.stdout
+
+
+def test_a_bad_set_is_blamed_on_set_and_a_bad_file_on_the_file(env, tiny_yaml, tmp_path) -> None:
+    result = _train_error(env, tiny_yaml, tmp_path, "--set", "lr_g=-1")
+    assert_user_error(result, "--set", "lr_g")
+    assert str(tiny_yaml) not in result.stderr  # the file is fine; it was blamed before
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**TINY, "lr_g": -1}))
+    result = cli(env, "train", "--config", str(bad), "--set", "lr_d=0.001", "--steps", "2",
+                 "--out", str(tmp_path / "out"))  # fmt: skip
+    assert_user_error(result, str(bad), "lr_g")
+    assert not (tmp_path / "out").exists()
+
+
+def test_resuming_a_run_already_past_steps_is_refused(trained, env) -> None:
+    before = (trained / "checkpoints" / "last.pt").read_bytes()
+    result = cli(env, "train", "--steps", "2", "--out", str(trained), "--resume")
+    assert_user_error(result, "--steps 2", "already")  # it exited 0 having done nothing
+    assert (trained / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_generate_writes_only_wav(trained, env, tmp_path) -> None:
+    mp3 = tmp_path / "x.mp3"
+    result = cli(env, "generate", str(trained), "--seconds", "1", "--out", str(mp3))
+    assert_user_error(result, str(mp3), "WAV")  # it wrote WAV data under an .mp3 name
+    assert not mp3.exists()
