@@ -29,7 +29,7 @@ from samplegan_tune.artifact import (
 )
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.experiment import Experiment
-from samplegan_tune.fileio import check_output_dir, exchange, temp_sibling
+from samplegan_tune.fileio import check_output_dir, exchange, temp_sibling, writing
 from samplegan_tune.leaderboard import read_leaderboard
 from samplegan_tune.models import Model
 from samplegan_tune.ranking import load_ranked_model
@@ -107,21 +107,28 @@ def _write_folder(out: Path, model: Model, manifest: dict, files: dict[str, str]
     """Build the folder beside `out` (the manifest with the weights' checksum), then swap it
     in: never a half-written export, and an earlier export is replaced in one atomic
     exchange (it stays whole until then)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = temp_sibling(out)
-    staging.mkdir(0o777)  # less the umask, as any folder (mkdtemp's 0700 hid the export)
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = temp_sibling(out)
+        staging.mkdir(0o777)  # less the umask, as any folder (mkdtemp's 0700 hid the export)
     try:
+        _fill(staging, out, model, manifest, files)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fill(staging: Path, out: Path, model: Model, manifest: dict, files: dict[str, str]) -> None:
+    """Write the export into `staging`, then swap it in as `out`."""
+    with writing(out):
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(weights, str(staging / WEIGHTS))
         manifest = {**manifest, CHECKSUM: sha256_of(staging / WEIGHTS)}
         for name, text in {**files, MANIFEST: json.dumps(manifest, indent=2)}.items():
             (staging / name).write_text(text)
         if out.exists():
-            exchange(staging, out)  # staging now holds the old export, removed below
+            exchange(staging, out)  # staging now holds the old export, removed by the caller
         else:
             os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _versions() -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from samplegan_tune.errors import UserInputError
+from samplegan_tune.errors import OutputError, UserInputError
 
 
 def check_output_file(path: str | Path, force: bool) -> Path:
@@ -90,15 +90,55 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     users from reading outputs, e.g. a served listening page's audio).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_sibling(path)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with writing(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a write to `path` that the file system refuses (full disk, quota, read-only,
+    I/O error) into an OutputError naming `path` and the cause; other errors pass."""
+    try:
+        yield
+    except UserInputError:
+        raise
+    except Exception as err:
+        cause = _refused_by_file_system(err, path)
+        if cause is None:
+            raise
+        raise OutputError(
+            f"{path}: cannot write it ({cause}); nothing half-written is left"
+        ) from err
+
+
+_REFUSALS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EACCES)
+
+
+def _refused_by_file_system(err: Exception, path: Path) -> str | None:
+    """The cause, when `err` is the file system refusing a write; None otherwise."""
+    if isinstance(err, OSError) and err.errno in _REFUSALS:
+        return os.strerror(err.errno)
+    # Writers in C (torch's zip writer, libsndfile, safetensors) raise their own errors and
+    # seldom say why ("unexpected pos", "System error"); a full file system can be checked.
+    if "No space left on device" in str(err) or _full(path.parent):
+        return os.strerror(errno.ENOSPC)
+    return None
+
+
+def _full(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 _TEMP = ".tmp+"  # a temporary sibling: .{name}.tmp+{host}+{pid}+{token}{suffix}

@@ -17,6 +17,7 @@ from samplegan_tune.checkpoint import LAST, save_checkpoint
 from samplegan_tune.collapse import CollapseMonitor
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, prepare_corpus, split_corpus
+from samplegan_tune.fileio import atomic_path, writing
 from samplegan_tune.rollout import rollout
 from samplegan_tune.tblog import EventLog
 from samplegan_tune.trainer import Trainer
@@ -64,8 +65,10 @@ def train(
     whose training collapses (NaN, exploding gradients, D winning for good) stops with the
     reason printed, keeping the last checkpoint written before it (if any).
     """
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(trainer.cfg.to_dict(), sort_keys=False))
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(trainer.cfg.to_dict(), sort_keys=False))
     events = EventLog(out / "tb", trainer.cfg.sample_rate)
     meter = _Meter(trainer.step_count, total_steps, trainer.cfg.batch_size)
     monitor = CollapseMonitor()
