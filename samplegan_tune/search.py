@@ -15,7 +15,6 @@ yet, TPE prefers the regions that lasted longest.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import os
@@ -36,10 +35,11 @@ from samplegan_tune.collapse import REASON_METRIC
 from samplegan_tune.dashboard import name_objective
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.metrics import SCORE
+from samplegan_tune.scheduler import asha
 from samplegan_tune.space import Param
 from samplegan_tune.tbsearch import TrialEvents
 from samplegan_tune.trainable import train_trial
-from samplegan_tune.trial import ADVERSARIAL_STEPS, COLLAPSED_SCORE, REPORTS, TrialData
+from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, TrialData
 
 OUTCOME_ATTR = "outcome"  # Optuna user attribute: "completed", a collapse reason, ...
 TUNE_ID_ATTR = "tune_trial_id"  # Optuna user attribute: the Tune trial's id
@@ -186,29 +186,6 @@ class CollapseStopper(tune.Stopper):
         return False
 
 
-class FolderASHA(ASHAScheduler):
-    """ASHA that keeps every trial it is given in the experiment folder the search runs in.
-
-    A resumed search makes its new trials from the state Tune saved, which names the folder
-    where the search started (Ray moves only the trials it restores): a copied experiment
-    would train them into the original. `relocate` tells the scheduler where it is now.
-    """
-
-    def __init__(self, *args: Any, experiment_path: str | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.experiment_path = experiment_path
-
-    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        if self.experiment_path is not None:
-            parent, name = os.path.split(self.experiment_path)
-            storage = trial.storage
-            if (storage.storage_fs_path, storage.experiment_dir_name) != (parent, name):
-                moved = copy.copy(storage)
-                moved.storage_fs_path, moved.experiment_dir_name = parent, name
-                trial.set_storage(moved)
-        super().on_trial_add(tune_controller, trial)
-
-
 class ProgressLine(tune.Callback):
     """A line when a trial starts (its sampled params), one per finished trial and at most
     every 15 s on results, a heartbeat every minute while trials train, and a line a minute
@@ -326,22 +303,6 @@ def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tun
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),
         run_config=run_config(exp),
-    )
-
-
-def asha(exp: Experiment, experiment_path: str | None = None) -> FolderASHA:
-    """The search's early stopping; `experiment_path`: see `FolderASHA`."""
-    settings = exp.settings
-    return FolderASHA(
-        # Rungs count adversarial steps, not reports: a trial still in stage 1 or D's
-        # warm-up (whose reports are flagged) is never compared at a rung yet.
-        time_attr=ADVERSARIAL_STEPS,
-        metric=SCORE,
-        mode="min",
-        max_t=settings.max_steps,
-        grace_period=settings.grace_steps,
-        reduction_factor=settings.reduction_factor,
-        experiment_path=experiment_path,
     )
 
 
