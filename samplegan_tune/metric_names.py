@@ -7,6 +7,8 @@ LOUDNESS, LOUDNESS_GAP = "quality/loudness_dbfs", "quality/loudness_gap_db"
 STFT_DISTANCE, DIVERSITY = "quality/stft_distance", "quality/diversity_ratio"
 REPETITION, CHANGE = "quality/repetition", "quality/spectral_change"
 NOISE_SPREAD, SCORE = "quality/noise_spread", "quality/score"
+CREST = "quality/crest_ratio"
+FLOOR = "quality/floor_gap_db"
 MUSIC_FD, TAG_KL = "quality/music_fd", "quality/tag_kl"
 DRIFTS = {
     "key": "quality/key_drift",
@@ -17,6 +19,7 @@ DRIFTS = {
 """`continuity` distance -> its metric: the continuations' mean ÷ the true continuations'."""
 METRICS = (
     *(MUSIC_FD, TAG_KL, *DRIFTS.values(), FAD_INF, FAD_INF_R2, FD, KID, NDB_K, FLATNESS),
-    *(LOUDNESS, LOUDNESS_GAP, STFT_DISTANCE, DIVERSITY, REPETITION, CHANGE, NOISE_SPREAD, SCORE),
+    *(LOUDNESS, LOUDNESS_GAP, CREST, FLOOR, STFT_DISTANCE, DIVERSITY, REPETITION, CHANGE),
+    *(NOISE_SPREAD, SCORE),
 )
 """Every metric `metrics.evaluate_clips` reports, in display order."""

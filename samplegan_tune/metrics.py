@@ -15,6 +15,11 @@ Metrics ("quality/*"; lower is better except `fad_inf_r2` and `diversity_ratio`)
     ndb_k            share of k-means bins (fitted on real frames) whose share of generated
                      frames differs from the real share (z-test, α = 0.05; see `ndb_k`).
     flatness         median per-frame spectral flatness (white noise ≈ 0.56, tone ≈ 0).
+    crest_ratio      median peak-to-RMS ratio (`features.crest_factor`) of the generated clips
+                     ÷ the real clips' (< 1: clipped or over-compressed, > 1: spiky).
+    floor_gap_db     median `features.level_floor` (the quiet frames' level against the typical
+                     one) of the generated clips minus the real clips' (> 0: hiss or noise
+                     filling the rests; < 0: dropouts, gating).
     loudness_dbfs    mean RMS level of the generated clips; `loudness_gap_db` its distance
                      from the real clips' mean level.
     stft_distance    mean |difference| (nats) of the set-average log-magnitude spectra at FFT
@@ -72,12 +77,14 @@ from samplegan_tune.features import (
     LogMelEmbedding,
     bin_shares,
     checked_clips,
+    crest_factor,
     embed_clips,
     fad_inf,
     frechet_distance,
     gaussian,
     kid,
     kmeans,
+    level_floor,
     mean_log_spectra,
     mean_pairwise_distance,
     median_flatness,
@@ -90,12 +97,14 @@ from samplegan_tune.fileio import atomic_path
 from samplegan_tune.judge import quality_score
 from samplegan_tune.metric_names import (  # noqa: F401  (re-exported: readers import them here)
     CHANGE,
+    CREST,
     DIVERSITY,
     DRIFTS,
     FAD_INF,
     FAD_INF_R2,
     FD,
     FLATNESS,
+    FLOOR,
     KID,
     LOUDNESS,
     LOUDNESS_GAP,
@@ -123,7 +132,7 @@ from samplegan_tune.timefeatures import (
 )
 
 KID_MIN_CLIPS = 4
-_REFERENCE_VERSION = 3
+_REFERENCE_VERSION = 5
 DRIFT_MIN_SECONDS = 0.5  # `continuity` needs this much primer and continuation
 DRIFT_FLOORS = {"key": 0.1, "tempo": 0.05, "timbre": 1.5, "level": 2.0}
 """The smallest true-continuation drift a ratio divides by (key: 1 − correlation; tempo:
@@ -156,6 +165,8 @@ class RealReference:
     bin_shares: torch.Tensor  # (N, k) each clip's share of frames per bin
     flatness: float  # median per-frame spectral flatness
     loudness_dbfs: float  # mean clip RMS level
+    crest: float  # median `crest_factor` of the clips
+    floor_db: float  # median `level_floor` of the clips
     spectra: dict[int, torch.Tensor]  # `mean_log_spectra`
     pairwise_distance: float | None  # mean between standardised clip embeddings; None if N = 1
     tail: dict[str, torch.Tensor]  # `tail_statistics`, each (N,)
@@ -202,6 +213,8 @@ class RealReference:
             bin_shares=bin_shares(standard, centroids) if bins > 1 else torch.zeros(len(clips), 0),
             flatness=median_flatness(clips, sample_rate),
             loudness_dbfs=float(rms_dbfs(clips).mean()), spectra=mean_log_spectra(clips),
+            crest=float(crest_factor(clips).median()),
+            floor_db=float(level_floor(clips, sample_rate).median()),
             pairwise_distance=mean_pairwise_distance(clip_std) if len(clips) > 1 else None,
             tail=tail_statistics(clips, sample_rate), repetition=repetition(timed, sample_rate),
             change=spectral_change(timed), cross_spread=cross_spread(timed),
@@ -348,6 +361,8 @@ def evaluate_clips(
     values[FLATNESS] = median_flatness(gen, reference.sample_rate)
     values[LOUDNESS] = float(rms_dbfs(gen).mean())
     values[LOUDNESS_GAP] = abs(values[LOUDNESS] - reference.loudness_dbfs)
+    values[CREST] = float(crest_factor(gen).median()) / max(reference.crest, 1e-12)
+    values[FLOOR] = float(level_floor(gen, reference.sample_rate).median()) - reference.floor_db
     values[STFT_DISTANCE] = stft_distance(mean_log_spectra(gen), reference.spectra)
     _time_metrics(gen, reseeded, reference, values, reasons)
     _music_metrics(gen, reference, values, reasons)

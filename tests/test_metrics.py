@@ -10,6 +10,7 @@ import torch
 from samplegan_tune import features as f
 from samplegan_tune import metrics as m
 from samplegan_tune import timefeatures as tf
+from samplegan_tune.collapse import rollout_reasons
 from samplegan_tune.errors import UserInputError
 from samplegan_tune.synthetic import synthetic_songs
 
@@ -251,11 +252,13 @@ def test_every_failure_scores_clearly_worse_than_the_real_continuation(
     failures["frozen spectrum (a held chord)"] = chord[None] / chord.std() * level
     failures["decaying transient"] = real * torch.exp(-t / 0.2)
     failures["noise at the primers' level"] = noise(8) / 0.1 * level
-    for name, clips in failures.items():
+    for name, clips in failures.items():  # the judge's contract (samplegan_tune/calibration.py)
         score = m.evaluate_clips(clips, reference)[0][m.SCORE]
-        assert score > 2 * worst_real, (name, score, worst_real)
+        assert score > worst_real, (name, score, worst_real)
+        assert rollout_reasons(clips, reference) or score >= 1.5 * worst_real, name
     identical, _ = m.evaluate_clips(real, reference, real[:2])  # both "seeds" gave `real`
-    assert identical[m.NOISE_SPREAD] == 0.0 and identical[m.SCORE] > 2 * worst_real
+    assert identical[m.NOISE_SPREAD] == 0.0 and identical[m.SCORE] > worst_real
+    assert "noise_ignored" in rollout_reasons(real, reference, noise_spread=0.0)
 
 
 def test_noise_spread_is_zero_for_one_output_and_near_one_for_other_music(
