@@ -61,7 +61,9 @@ def test_music_ranks_far_better_than_white_noise(audio: dict[str, Path]) -> None
     noise = cli("--real", audio["real"], "--generated", audio["noise"], "--json")
     assert music.returncode == 0 and noise.returncode == 0, music.stderr + noise.stderr
     good, bad = strict_json(music.stdout), strict_json(noise.stdout)
-    assert bad["quality/score"] > 3 * good["quality/score"]
+    # the judge's contract for a gross failure (samplegan_tune/calibration.py): flagged, and
+    # here ≥ 1.5× as well
+    assert bad["quality/score"] > 1.5 * good["quality/score"]
     assert good["collapse/reason"] is None and bad["collapse/reason"] == "static"
     drifts = {f"quality/{k}_drift" for k in ("key", "tempo", "timbre", "level")}
     assert set(good["unavailable"]) == {"quality/noise_spread", "quality/score", *drifts}
