@@ -14,11 +14,12 @@ from ray import tune
 
 from samplegan_tune.checkpoint import load_checkpoint, model_from_state
 from samplegan_tune.collapse import REASON_METRIC, evidence, rollout_reasons
-from samplegan_tune.experiment import Experiment
+from samplegan_tune.experiment import STUDY_FILE, Experiment
 from samplegan_tune.leaderboard import Entry, Leaderboard, sig3, write_leaderboard
 from samplegan_tune.metrics import NOISE_SPREAD, SCORE
 from samplegan_tune.models import Model
 from samplegan_tune.scale import score_scale
+from samplegan_tune.search import BUDGET, OUTCOME_ATTR, TUNE_ID_ATTR
 from samplegan_tune.trainable import CHECKPOINT_FILE
 from samplegan_tune.trial import COLLAPSED_SCORE, GENERATOR_STEPS, TrialData, score_model
 
@@ -43,6 +44,7 @@ class TrialSummary:
 def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSummary]]:
     analysis = tune.ExperimentAnalysis(exp.tune_path, default_metric=SCORE, default_mode="min")
     frames = analysis.trial_dataframes
+    told = _told_outcomes(exp)
     summaries = []
     for trial in analysis.trials:
         last = trial.last_result or {}
@@ -56,7 +58,10 @@ def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSum
         outcome = last.get(REASON_METRIC) or ("error" if trial.status == "ERROR" else "")
         if not outcome:
             full = last.get("reports", 0) >= exp.settings.max_reports
-            cut = exp.time_budget and trial.status != "TERMINATED"  # the budget ran out
+            # the budget ran out: Tune marks such a trial TERMINATED, the study says so
+            cut = told.get(trial.trial_id) == BUDGET or (
+                exp.time_budget and trial.status != "TERMINATED"
+            )
             outcome = "completed" if full else "stopped_by_budget" if cut else "stopped_early"
         summaries.append(TrialSummary(
             trial.trial_id, outcome, min((s for _, s in curve), default=math.inf),
@@ -64,6 +69,15 @@ def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSum
             _evidence(outcome, last, exp),
         ))  # fmt: skip
     return analysis, summaries
+
+
+def _told_outcomes(exp: Experiment) -> dict[str, str]:
+    """Tune trial id -> the outcome the study was told (empty when there is no study)."""
+    if not (exp.folder / STUDY_FILE).is_file():
+        return {}
+    trials = exp.study().get_trials(deepcopy=False)
+    named = (t for t in trials if TUNE_ID_ATTR in t.user_attrs)
+    return {t.user_attrs[TUNE_ID_ATTR]: t.user_attrs.get(OUTCOME_ATTR, "") for t in named}
 
 
 def _evidence(outcome: str, last: dict, exp: Experiment) -> str:

@@ -17,6 +17,7 @@ import soundfile
 import yaml
 
 from samplegan_tune.experiment import Experiment
+from samplegan_tune.ranking import load_trials
 from samplegan_tune.space import builtin_spaces
 from tests.conftest import cli, start_smoke_driver, wait_for_checkpoints
 
@@ -120,6 +121,9 @@ def test_trials_cut_by_the_time_budget_are_not_lost(env, tmp_path: Path) -> None
     outcomes = [t.user_attrs.get("outcome") for t in trials]
     assert "lost" not in outcomes and "stopped_by_budget" in outcomes, outcomes
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
+    # the summaries (leaderboard notes, listening page) say what the study says
+    _, summaries = load_trials(Experiment.load(tmp_path / "budget"))
+    assert "stopped_by_budget" in [s.outcome for s in summaries]
 
 
 def test_latent_family_searches_ranks_exports_and_generates(env, tmp_path: Path) -> None:
