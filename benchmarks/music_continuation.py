@@ -67,8 +67,10 @@ def run(*args: str, timeout: float | None = None) -> str:
 
 
 def searched_model(train: list[str], space: str, budget: float, out: Path) -> Path:
-    run("search", "--space", space, "--data", *train, "--time-budget", str(budget),
-        "--storage", str(out), "--name", "search")  # fmt: skip
+    said = run("search", "--space", space, "--data", *train, "--time-budget", str(budget),
+               "--storage", str(out), "--name", "search")  # fmt: skip
+    # The search's own end: its leaderboard (rank 1, the final fit, the budget split).
+    print(said[said.find("# Leaderboard") :], flush=True)
     run("export", str(out / "search"), "--rank", "1", "--out", str(out / "best"))
     return out / "best"
 

@@ -146,11 +146,11 @@ class CollapseMonitor:
         generated: torch.Tensor,
         reference: RealReference,
         noise_spread: float | None = None,
-    ) -> str | None:
-        """The first collapse reason shown by `generated` (B, T) clips, or None; give the
-        `quality/noise_spread` of the same rollouts, when measured, to judge `noise_ignored`."""
-        fired = rollout_reasons(generated, reference, self.config, noise_spread)
-        return fired[0] if fired else None
+    ) -> list[str]:
+        """Every collapse reason shown by `generated` (B, T) clips (`rollout_reasons`); give
+        the `quality/noise_spread` of the same rollouts, when measured, to judge
+        `noise_ignored`."""
+        return rollout_reasons(generated, reference, self.config, noise_spread)
 
 
 def weights_finite(model: torch.nn.Module) -> bool:

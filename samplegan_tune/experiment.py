@@ -30,6 +30,7 @@ from samplegan_tune.trial import TrialData, reference_clips
 
 DESCRIPTION_FILE = "search.json"
 STUDY_FILE = "optuna.db"
+FINAL_FIT = "final"  # the final fit's Tune experiment folder, inside the search's
 
 
 @dataclass
@@ -82,6 +83,11 @@ class Experiment:
         if self.tune_storage is None:
             return str(self.folder.resolve())
         return f"{self.tune_storage.rstrip('/')}/{self.name}"
+
+    @property
+    def final_path(self) -> str:
+        """The final fit's Tune experiment (final_fit.py), inside `tune_path`."""
+        return f"{self.tune_path.rstrip('/')}/{FINAL_FIT}"
 
     @property
     def tune_storage_path(self) -> str:

@@ -31,6 +31,8 @@ class Entry:
     metrics: dict[str, float | None] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)  # detectors that fire on it: not music
     baseline: bool = False  # the search's first trial: the space's defaults
+    continues: str = ""  # a final-fit trial: the search trial it continues
+    adversarial_steps: int = 0  # of `step`, those after stage 1 and D's warm-up
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Leaderboard:
     entries: list[Entry]
     scale: dict[str, float] = field(default_factory=dict)  # reference -> quality/score
     rejected: dict[str, list[str]] = field(default_factory=dict)  # trial -> detectors
+    budget: dict[str, int] = field(default_factory=dict)  # training steps by how trials ended
 
 
 def sig3(value: Any) -> Any:
@@ -49,7 +52,7 @@ def sig3(value: Any) -> Any:
 
 def write_leaderboard(folder: Path, board: Leaderboard) -> None:
     """Write leaderboard.json (everything), .csv (one row per entry) and .md (both tables)."""
-    data = {"scale": board.scale, "rejected": board.rejected,
+    data = {"scale": board.scale, "rejected": board.rejected, "budget": board.budget,
             "entries": [asdict(e) for e in board.entries]}  # fmt: skip
     (folder / f"{LEADERBOARD}.json").write_text(json.dumps(data, indent=2))
     # The scale rides along in every CSV row, so a spreadsheet can place each score too.
@@ -75,6 +78,8 @@ def _markdown(board: Leaderboard, columns: list[str], rows: list[dict[str, Any]]
         lines.append("")
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    if board.budget:
+        lines += ["", budget_line(board)]
     if any(e.flags for e in board.entries):
         lines += ["", "**No trial passed the collapse detectors.** These are the best attempts, "
                   "each flagged (column `flagged`) with the failure it shows."]  # fmt: skip
@@ -84,11 +89,26 @@ def _markdown(board: Leaderboard, columns: list[str], rows: list[dict[str, Any]]
     return "\n".join(lines) + "\n"
 
 
+def budget_line(board: Leaderboard) -> str:
+    """Where the search's training steps went, and what rank 1 trained."""
+    total = sum(board.budget.values())
+    shares = ", ".join(
+        f"{group} {100 * steps / total:.0f} %" for group, steps in board.budget.items() if steps
+    )
+    line = f"Budget: {total} training steps: {shares}." if total else "Budget: no steps trained."
+    if board.entries:
+        top = board.entries[0]
+        line += (f" Rank 1 trained {top.step} steps, {top.adversarial_steps} of them adversarial "
+                 "(after stage 1 and D's warm-up).")  # fmt: skip
+    return line
+
+
 def _row(e: Entry, scale: dict[str, float]) -> dict[str, Any]:
     where = position(e.final_score, scale)
+    trial = f"{e.trial_id} (final fit of {e.continues})" if e.continues else e.trial_id
     return {
         "rank": e.rank,
-        "trial": f"{e.trial_id} (baseline)" if e.baseline else e.trial_id,
+        "trial": f"{trial} (baseline)" if e.baseline else trial,
         "final score": f"{sig3(e.final_score)} ± {sig3(e.score_spread)}",
         "position": sig3(where) if math.isfinite(where) else "",
         "search score": sig3(e.search_score) if math.isfinite(e.search_score) else "",
@@ -107,7 +127,7 @@ def read_leaderboard(folder: Path) -> Leaderboard:
     if isinstance(data, list):  # written before the scale existed
         data = {"entries": data}
     return Leaderboard([Entry(**e) for e in data["entries"]], data.get("scale", {}),
-                       data.get("rejected", {}))  # fmt: skip
+                       data.get("rejected", {}), data.get("budget", {}))  # fmt: skip
 
 
 def describe_position(score: float, scale: dict[str, float]) -> str:

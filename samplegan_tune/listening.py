@@ -26,8 +26,14 @@ from samplegan_tune.figures import (
     save_png,
     spectrogram_svg,
 )
-from samplegan_tune.leaderboard import Entry, Leaderboard, describe_position, sig3
-from samplegan_tune.ranking import TrialSummary, load_ranked_model
+from samplegan_tune.leaderboard import (
+    Entry,
+    Leaderboard,
+    budget_line,
+    describe_position,
+    sig3,
+)
+from samplegan_tune.ranking import FINAL_FIT, TrialSummary, load_ranked_model
 from samplegan_tune.rollout import rollout
 from samplegan_tune.scale import position
 from samplegan_tune.trial import PRIMER_SEED, TrialData
@@ -78,6 +84,7 @@ def write_page(
         "<h2>Learning curves</h2>",
         curves_svg({s.trial_id: s.curve for s in summaries}, [e.trial_id for e in shown]),
         "<h2>How trials ended</h2>",
+        f"<p>{html.escape(budget_line(board))}</p>" if board.budget else "",
         _outcome_table(summaries),
         _early_endings(summaries),
         "<h2>Hyperparameter importance (Optuna, PED-ANOVA)</h2>",
@@ -143,6 +150,12 @@ def _scale_table(board: Leaderboard) -> str:
 BASELINE_MARK = " (baseline: the space's defaults, tried first)"
 
 
+def _continues(entry: Entry) -> str:
+    if not entry.continues:
+        return ""
+    return f" (final fit: trial {html.escape(entry.continues)} trained on to the budget's end)"
+
+
 def _trial_block(entry: Entry, figures: list[str], scale: dict[str, float]) -> str:
     params = "".join(
         f"<tr><td>{html.escape(k)}</td><td class='param'>{html.escape(str(sig3(v)))}</td></tr>"
@@ -154,7 +167,8 @@ def _trial_block(entry: Entry, figures: list[str], scale: dict[str, float]) -> s
             if entry.flags else "")  # fmt: skip
     return (
         f"<div class='trial' id='rank{entry.rank}'><h3>#{entry.rank}: trial "
-        f"{html.escape(entry.trial_id)}{BASELINE_MARK if entry.baseline else ''}</h3>{flag}"
+        f"{html.escape(entry.trial_id)}{_continues(entry)}"
+        f"{BASELINE_MARK if entry.baseline else ''}</h3>{flag}"
         f"<p>final score {sig3(entry.final_score)} ± "
         f"{sig3(entry.score_spread)}{f' ({html.escape(where)})' if where else ''}; search "
         f"score {_search_score(entry)}; step {entry.step}. Each clip: "
@@ -175,7 +189,7 @@ def _outcome_table(summaries: list[TrialSummary]) -> str:
     for s in summaries:
         groups[s.outcome].append(s)
     rows = "".join(
-        f"<tr><td>{html.escape(o)}</td><td>{len(g)}</td><td>{sum(s.steps for s in g)}</td>"
+        f"<tr><td>{html.escape(o)}</td><td>{len(g)}</td><td>{sum(s.trained_steps for s in g)}</td>"
         f"<td>{sum(s.seconds for s in g):.0f}</td></tr>"
         for o, g in sorted(groups.items())
     )
@@ -189,7 +203,7 @@ def _early_endings(summaries: list[TrialSummary]) -> str:
         f"<tr><td>{html.escape(s.trial_id)}</td><td>{html.escape(s.outcome)}</td>"
         f"<td>{html.escape(s.evidence)}</td></tr>"
         for s in summaries
-        if s.outcome != "completed"
+        if s.evidence or s.outcome not in ("completed", FINAL_FIT)
     )
     if not rows:
         return ""

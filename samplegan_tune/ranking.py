@@ -20,11 +20,17 @@ from samplegan_tune.metrics import NOISE_SPREAD, SCORE
 from samplegan_tune.models import Model
 from samplegan_tune.scale import score_scale
 from samplegan_tune.search import BUDGET, OUTCOME_ATTR, TUNE_ID_ATTR
-from samplegan_tune.trainable import CHECKPOINT_FILE
+from samplegan_tune.trainable import CHECKPOINT_FILE, CONTINUES, START_STEP
 from samplegan_tune.trial import COLLAPSED_SCORE, GENERATOR_STEPS, TrialData, score_model
 
 RANKED = "ranked"  # ranked/<rank>/trial.pt: local copies of the ranked checkpoints
-SURVIVED = ("completed", "stopped_early", "stopped_by_budget")
+FINAL_FIT = "final_fit"  # the outcome of a final-fit trial the budget ended (final_fit.py)
+SURVIVED = ("completed", "stopped_early", "stopped_by_budget", FINAL_FIT)
+# Where a search's training steps went (`budget_split`): a group per way a trial ended.
+BUDGET_GROUPS = {
+    "completed": "completed", "stopped_early": "cut by ASHA",
+    "stopped_by_budget": "cut by the budget", FINAL_FIT: "final fit",
+}  # fmt: skip
 NEVER_RANKED = ("error", "invalid_config", "out_of_memory")  # nothing trained worth hearing
 
 
@@ -39,10 +45,30 @@ class TrialSummary:
     seconds: float
     curve: list[tuple[int, float]]  # (report, quality/score) of healthy reports
     evidence: str = ""  # for a trial that ended early: what was measured, and the rule
+    continues: str = ""  # a final-fit trial: the search trial it continues
+    start_step: int = 0  # a final-fit trial: the step of the checkpoint it started from
+
+    @property
+    def trained_steps(self) -> int:
+        """Steps this trial itself trained (a final fit: beyond its start checkpoint)."""
+        return max(0, self.steps - self.start_step)
 
 
-def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSummary]]:
-    analysis = tune.ExperimentAnalysis(exp.tune_path, default_metric=SCORE, default_mode="min")
+def load_trials(exp: Experiment, final: bool = True) -> tuple[list[Any], list[TrialSummary]]:
+    """(Tune trials, their summaries): the search's, then the final fit's unless `final` is
+    False or there is none yet."""
+    trials, summaries = _load(exp, exp.tune_path)
+    if final:
+        try:
+            more = _load(exp, exp.final_path)
+        except (ValueError, FileNotFoundError, OSError):  # no final fit (yet)
+            more = ([], [])
+        trials, summaries = trials + more[0], summaries + more[1]
+    return trials, summaries
+
+
+def _load(exp: Experiment, path: str) -> tuple[list[Any], list[TrialSummary]]:
+    analysis = tune.ExperimentAnalysis(path, default_metric=SCORE, default_mode="min")
     frames = analysis.trial_dataframes
     told = _told_outcomes(exp)
     summaries = []
@@ -56,6 +82,9 @@ def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSum
             curve = [(int(i), float(s)) for i, s in zip(healthy["training_iteration"],
                                                         healthy[SCORE], strict=True)]  # fmt: skip
         outcome = last.get(REASON_METRIC) or ("error" if trial.status == "ERROR" else "")
+        continues = trial.config.get(CONTINUES, "")
+        if continues and not outcome:
+            outcome = FINAL_FIT
         if not outcome:
             full = last.get("reports", 0) >= exp.settings.max_reports
             # the budget ran out: Tune marks such a trial TERMINATED, the study says so
@@ -66,9 +95,23 @@ def load_trials(exp: Experiment) -> tuple[tune.ExperimentAnalysis, list[TrialSum
         summaries.append(TrialSummary(
             trial.trial_id, outcome, min((s for _, s in curve), default=math.inf),
             int(last.get("step", 0)), float(last.get("time_total_s", 0.0)), curve,
-            _evidence(outcome, last, exp),
+            _evidence(outcome, last, exp), continues, int(trial.config.get(START_STEP, 0)),
         ))  # fmt: skip
-    return analysis, summaries
+    return analysis.trials, summaries
+
+
+def budget_split(summaries: list[TrialSummary]) -> dict[str, int]:
+    """Training steps by how their trial ended (`BUDGET_GROUPS`, "collapsed", "error"); a
+    final fit's steps count there whatever ended it."""
+    split: dict[str, int] = {}
+    for s in summaries:
+        if s.continues:
+            group = BUDGET_GROUPS[FINAL_FIT]
+        else:
+            failed = "error" if s.outcome in NEVER_RANKED else "collapsed"
+            group = BUDGET_GROUPS.get(s.outcome, failed)
+        split[group] = split.get(group, 0) + s.trained_steps
+    return split
 
 
 def _told_outcomes(exp: Experiment) -> dict[str, str]:
@@ -81,7 +124,7 @@ def _told_outcomes(exp: Experiment) -> dict[str, str]:
 
 
 def _evidence(outcome: str, last: dict, exp: Experiment) -> str:
-    if outcome == "completed":
+    if outcome in ("completed", FINAL_FIT):
         return ""
     if outcome == "stopped_early":
         return (f"ASHA: quality/score {sig3(last.get(SCORE))} at report {last.get('reports')} was "
@@ -104,13 +147,13 @@ def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderbo
     passes, the leaderboard holds the best attempts instead, each flagged with its failure
     (`Entry.flags`): the user still gets something to hear and export, never unlabelled.
     """
-    analysis, summaries = load_trials(exp)
+    trials, summaries = load_trials(exp)
     count = top_k or exp.settings.top_k
     survivors = sorted(
         (s for s in summaries if s.outcome in SURVIVED and s.best_score < COLLAPSED_SCORE),
         key=lambda s: s.best_score,
     )[:count]  # fmt: skip
-    by_id = {t.trial_id: t for t in analysis.trials}
+    by_id = {t.trial_id: t for t in trials}
     judged = []
     for summary in survivors:
         judged.append(_re_evaluate(exp, data, by_id[summary.trial_id], summary))
@@ -130,7 +173,7 @@ def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderbo
     settings = exp.settings
     scale = score_scale(heldout, reference, exp.base_config.segment, settings.rank_rollouts,
                         settings.rank_seconds)  # fmt: skip
-    board = Leaderboard(entries, scale, rejected)
+    board = Leaderboard(entries, scale, rejected, budget_split(summaries))
     write_leaderboard(exp.folder, board)
     return board
 
@@ -187,13 +230,27 @@ def _re_evaluate(exp: Experiment, data: TrialData, trial: Any, summary: TrialSum
         score_spread=statistics.pstdev(scores) if len(scores) > 1 else 0.0,
         search_score=summary.best_score, step=int(state["step"]),
         checkpoint=str(checkpoint.path), params=params, metrics=metrics, flags=flags,
+        continues=summary.continues, adversarial_steps=_adversarial_steps(model, state),
     )  # fmt: skip
 
 
+def _adversarial_steps(model: Model, state: dict[str, Any]) -> int:
+    """Steps the checkpoint trained after stage 1 and D's warm-up (`Trainer.adversarial_steps`)."""
+    start = model.cfg.ae_pretrain_steps + model.cfg.d_warmup_steps
+    return max(0, int(state["step"]) - start)
+
+
 def exp_best_checkpoint(trial: Any) -> tune.Checkpoint | None:
-    """The trial's kept checkpoint with the best (lowest) quality score; None when every
-    kept checkpoint predates G's first update (stage 1): an untrained generator is never a
-    candidate, flagged or not.
+    """The trial's kept checkpoint with the best (lowest) quality score (see
+    `best_checkpoint_result`); None when there is none to rank."""
+    best = best_checkpoint_result(trial)
+    return None if best is None else best.checkpoint
+
+
+def best_checkpoint_result(trial: Any) -> Any | None:
+    """The result (`.checkpoint`, `.metrics`) of the trial's kept checkpoint with the best
+    (lowest) quality score; None when every kept checkpoint predates G's first update (stage
+    1): an untrained generator is never a candidate, flagged or not.
 
     Flagged or collapsed reports score COLLAPSED_SCORE, so a checkpoint that any detector
     flagged is only ever picked when nothing else is left (and the caller then skips it).
@@ -203,8 +260,7 @@ def exp_best_checkpoint(trial: Any) -> tune.Checkpoint | None:
     healthy = [r for r in trained if not r.metrics.get(REASON_METRIC)]
     if not trained:
         return None
-    best = min(healthy or trained, key=lambda r: r.metrics.get(SCORE, math.inf))
-    return best.checkpoint
+    return min(healthy or trained, key=lambda r: r.metrics.get(SCORE, math.inf))
 
 
 def _keep_checkpoint(exp: Experiment, entry: Entry) -> str:

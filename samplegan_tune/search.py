@@ -36,7 +36,7 @@ from samplegan_tune.dashboard import name_objective
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.metrics import SCORE
 from samplegan_tune.scheduler import asha
-from samplegan_tune.space import Param
+from samplegan_tune.space import Param, SearchSettings
 from samplegan_tune.tbsearch import TrialEvents
 from samplegan_tune.trainable import train_trial
 from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, TrialData
@@ -299,26 +299,44 @@ def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tun
             scheduler=scheduler,
             num_samples=exp.num_samples,
             max_concurrent_trials=settings.max_concurrent or None,
-            time_budget_s=exp.time_budget,
-            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+            time_budget_s=search_budget(exp),
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=run_config(exp),
     )
+
+
+def search_budget(exp: Experiment) -> float | None:
+    """Seconds the search's trials may run: the time budget less the final fit's share."""
+    if not exp.time_budget:
+        return None
+    return exp.time_budget * (1.0 - exp.settings.final_share)
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
 
 
 def trial_resources(exp: Experiment) -> dict[str, float]:
     return {"cpu": exp.settings.cpus_per_trial, "gpu": exp.settings.gpus_per_trial}
 
 
-def trainable_for(exp: Experiment, data: TrialData) -> Any:
-    fn = tune.with_parameters(train_trial, data=data, settings=exp.settings)
+def trainable_for(exp: Experiment, data: TrialData, settings: SearchSettings | None = None) -> Any:
+    """The trial function with its shared data (`settings`: the experiment's by default)."""
+    fn = tune.with_parameters(
+        train_trial, data=data, settings=settings or exp.settings, root=exp.tune_path
+    )
     return tune.with_resources(fn, trial_resources(exp))
 
 
-def run_config(exp: Experiment) -> tune.RunConfig:
+def run_config(
+    exp: Experiment, name: str | None = None, total: int | None = None
+) -> tune.RunConfig:
+    """The search's RunConfig; the final fit's with `name` (a folder in the search's own) and
+    its `total` trials."""
     return tune.RunConfig(
-        name=exp.name,
-        storage_path=exp.tune_storage_path,
+        name=name or exp.name,
+        storage_path=exp.tune_path if name else exp.tune_storage_path,
         stop=CollapseStopper(),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=3, checkpoint_score_attribute=SCORE, checkpoint_score_order="min"
@@ -327,7 +345,7 @@ def run_config(exp: Experiment) -> tune.RunConfig:
         # the trials' own files (their TensorBoard rollout audio) go to their trial folders
         sync_config=tune.SyncConfig(sync_artifacts=True),
         callbacks=[
-            ProgressLine(exp.num_samples, trial_resources(exp), exp.space.params),
+            ProgressLine(total or exp.num_samples, trial_resources(exp), exp.space.params),
             TrialEvents([p.name for p in exp.space.params], exp.settings.max_reports),
         ],
         verbose=0,
@@ -340,11 +358,7 @@ def run(exp: Experiment, data: TrialData, resume: bool = False) -> bool:
     Returns True when the user interrupted it (Ctrl-C): Tune saved its state, the open
     trials stay open for `resume`.
     """
-    for key, value in RAY_QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # A trial that has not reported yet has no result file; Ray warns about it at the end.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    quiet_ray()
     if resume:
         tuner = tune.Tuner.restore(
             exp.tune_path, trainable=trainable_for(exp, data), resume_errored=True
@@ -352,10 +366,25 @@ def run(exp: Experiment, data: TrialData, resume: bool = False) -> bool:
         relocate(tuner, exp)
     else:
         tuner = build_tuner(exp, data)
+    interrupted = fit(tuner)
+    if not interrupted:
+        close_open_trials(exp)
+    return interrupted
+
+
+def quiet_ray() -> None:
+    """Ray's and Optuna's console output down to what our own lines do not say."""
+    for key, value in RAY_QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A trial that has not reported yet has no result file; Ray warns about it at the end.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+
+
+def fit(tuner: tune.Tuner) -> bool:
+    """`tuner.fit()`; True when the user interrupted it (Ctrl-C), Tune having saved its state."""
     with _InterruptWatch() as watch:
         tuner.fit()
-    if not watch.interrupted:
-        close_open_trials(exp)
     return watch.interrupted
 
 

@@ -210,14 +210,19 @@ def run_export(args: argparse.Namespace) -> int:
 
 def _search_and_rank(exp: Experiment, data: TrialData, resume: bool) -> int:
     """Run the search (or resume it; a resume with nothing left to run only ranks)."""
-    from samplegan_tune import search
+    from samplegan_tune import final_fit, search
 
     print(f"TensorBoard: tensorboard --logdir {exp.tune_path}  (trials' curves, audio, HPARAMS)",
           flush=True)  # fmt: skip
+    started = time.monotonic()
     if (not resume or _unfinished(exp) > 0) and search.run(exp, data, resume=resume):
         finished = exp.num_samples - _unfinished(exp)
         print(f"interrupted: {finished} of {exp.num_samples} trials finished; go on with:"
               f" samplegan-tune resume {exp.folder}", flush=True)  # fmt: skip
+        return 130
+    if final_fit.run(exp, data, None if resume else time.monotonic() - started):
+        print(f"interrupted during the final fit; go on with: samplegan-tune resume {exp.folder}",
+              flush=True)  # fmt: skip
         return 130
     _rank_and_report(exp, data, None)
     return 0

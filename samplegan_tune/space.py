@@ -69,11 +69,24 @@ class SearchSettings:
     rank_seeds: int = 2
     rank_seconds: float = 8.0  # length of each re-ranking rollout: what a user listens to
     time_budget: float = 0.0  # seconds the search may run (0: no limit); --time-budget overrides
+    # The final fit (final_fit.py): with a time budget, its last `final_share` continues the
+    # best `final_trials` trials from their best checkpoints until the budget ends.
+    final_share: float = 0.25
+    final_trials: int = 1
+    # From which adversarial step each rollout detector stops a trial (before it, it only
+    # flags the report); None: it never stops one. Unnamed detectors stop after grace_steps.
+    # Set from benchmarks/detector_precision.py: where a firing predicts collapse (≥ 90 %).
+    stop_after: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def grace_steps(self) -> int:
         """Adversarial steps before ASHA may cut a trial or a rollout detector stop it."""
         return self.grace_period * self.steps_per_report
+
+    def stops(self, detector: str, adversarial_steps: int) -> bool:
+        """Whether `detector` firing now stops the trial (`stop_after`), or only flags."""
+        after = self.stop_after.get(detector, self.grace_steps)
+        return after is not None and adversarial_steps >= after
 
     @property
     def max_steps(self) -> int:
@@ -268,7 +281,7 @@ def parse_space(name: str, raw: Any) -> SearchSpace:
     return space
 
 
-_ZERO_ALLOWED = ("gpus_per_trial", "max_concurrent", "time_budget")  # 0: none / no limit
+_ZERO_ALLOWED = ("gpus_per_trial", "max_concurrent", "time_budget", "final_share")  # 0: none
 
 
 def _parse_settings(raw: Any) -> SearchSettings:
@@ -279,6 +292,9 @@ def _parse_settings(raw: Any) -> SearchSettings:
     defaults = SearchSettings()
     values = {}
     for key, value in raw.items():
+        if key == "stop_after":
+            values[key] = _parse_stop_after(value)
+            continue
         wanted = type(getattr(defaults, key))
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserInputError(f"settings.{key}={value!r}: expected a number")
@@ -288,12 +304,34 @@ def _parse_settings(raw: Any) -> SearchSettings:
             raise UserInputError(f"settings.{key}={value!r}: must be > 0")
         values[key] = wanted(value)
     settings = dataclasses.replace(defaults, **values)
+    if settings.final_share >= 1:
+        raise UserInputError(
+            f"settings.final_share={settings.final_share}: the final fit's share of the time "
+            "budget must be below 1 (0: no final fit)"
+        )
     if settings.grace_period > settings.max_reports:
         raise UserInputError(
             f"settings.grace_period={settings.grace_period} exceeds max_reports="
             f"{settings.max_reports}"
         )
     return settings
+
+
+def _parse_stop_after(raw: Any) -> dict[str, int | None]:
+    from samplegan_tune.collapse import ROLLOUT_REASONS  # torch: only when a space names one
+
+    if not isinstance(raw, dict):
+        raise UserInputError("settings.stop_after: expected a mapping of detector: steps")
+    _only_keys("settings.stop_after", raw, ROLLOUT_REASONS)
+    for name, steps in raw.items():
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 0
+        ):
+            raise UserInputError(
+                f"settings.stop_after.{name}={steps!r}: expected adversarial steps ≥ 0, or "
+                "null (the detector only flags)"
+            )
+    return dict(raw)
 
 
 def _parse_param(name: str, raw: Any) -> Param:

@@ -28,18 +28,31 @@ ROLLOUT_TAG = "rollout"  # TensorBoard: one rollout clip per report, and its spe
 # The trainable's own event file, beside Ray's in the trial folder: a distinct name, so
 # that syncing the trial's working dir to storage never overwrites Ray's file.
 EVENTS_SUFFIX = ".rollouts"
+# A final-fit trial's config (final_fit.py): the search's trial config plus these three.
+CONTINUES = "final_of"  # the search trial it continues
+START = "final_from"  # its start checkpoint, relative to the search's Tune folder
+START_STEP = "final_step"  # that checkpoint's training step
+FINAL_KEYS = (CONTINUES, START, START_STEP)
 
 
-def train_trial(config: dict[str, Any], data: TrialData, settings: SearchSettings) -> None:
-    """The function trainable: `tune.with_parameters(train_trial, data=..., settings=...)`."""
+def train_trial(
+    config: dict[str, Any], data: TrialData, settings: SearchSettings, root: str = ""
+) -> None:
+    """The function trainable: `tune.with_parameters(train_trial, data=..., settings=...)`.
+
+    A final-fit trial (config `START`) starts from that checkpoint under `root`, the search's
+    Tune folder where it is now; once it has saved its own, it resumes from those.
+    """
     try:
-        cfg = config_from_trial_params(config)
+        cfg = config_from_trial_params({k: v for k, v in config.items() if k not in FINAL_KEYS})
     except UserInputError as err:  # a sampled combination the config rejects: infeasible
         _report_infeasible(INVALID_CONFIG, str(err))
         return
     device = "cuda" if torch.cuda.is_available() and settings.gpus_per_trial > 0 else "cpu"
     trial = Trial(cfg, data, settings, device)
     checkpoint = tune.get_checkpoint()
+    if checkpoint is None and config.get(START):
+        checkpoint = tune.Checkpoint(f"{root.rstrip('/')}/{config[START]}")
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             trial.load_state_dict(load_checkpoint(Path(folder) / CHECKPOINT_FILE))

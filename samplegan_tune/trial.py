@@ -140,14 +140,15 @@ class Trial:
             flagged, quality = UNTRAINED, {SCORE: None}  # stage 1: no generator to judge yet
         elif not reason:
             quality, clips = self._score()
-            # Every report is judged by every detector; until the grace period's adversarial
-            # steps have run, a rollout detector only flags the report (its checkpoint can
-            # never be ranked: it scores COLLAPSED_SCORE) and the trial goes on learning.
+            # Every report is judged by every detector; until a detector's step in the space's
+            # `stop_after` (its grace), it only flags the report (its checkpoint can never be
+            # ranked: it scores COLLAPSED_SCORE) and the trial goes on learning.
             spread = quality.get(NOISE_SPREAD)
-            flagged = self.monitor.check_rollouts(clips, self.data.reference, spread)
-            if self.trainer.adversarial_steps >= self.settings.grace_steps:
-                reason = flagged
-            elif flagged:
+            fired = self.monitor.check_rollouts(clips, self.data.reference, spread)
+            steps = self.trainer.adversarial_steps
+            reason = next((d for d in fired if self.settings.stops(d, steps)), None)
+            flagged = fired[0] if fired else None
+            if flagged and not reason:
                 quality = {**quality, SCORE: None}
         self.reports += 1
         report = self._report(metrics, quality, reason)

@@ -190,7 +190,7 @@ def test_interrupted_search_resumes_to_exactly_num_samples(env, tmp_path: Path) 
 
     tune_trials = tune.ExperimentAnalysis(str(exp)).trials
     assert len(tune_trials) == 4
-    assert all(t.status == "TERMINATED" for t in tune_trials)
+    assert all(t.status == "TERMINATED" for t in tune_trials), [t.status for t in tune_trials]
     trials = study(exp).trials
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
     # Each Tune trial reached Optuna exactly once; a suggestion the crash orphaned (asked

@@ -173,6 +173,22 @@ def test_the_grace_period_counts_adversarial_steps_not_reports(
     assert trial.run_interval()[REASON_METRIC] == SILENCE
 
 
+def test_each_detector_stops_only_from_its_own_step(tiny: TrainConfig, data: TrialData) -> None:
+    """The space's `stop_after`: a detector named with None never stops a trial (it flags
+    every report), one named with a step stops from there, whatever the grace period."""
+    settings = SearchSettings(**{**SETTINGS.__dict__, "max_reports": 3,
+                                 "stop_after": {SILENCE: None}})  # fmt: skip
+    trial = Trial(tiny.replace(d_warmup_steps=0), data, settings)
+    trial.monitor = CollapseMonitor(CollapseConfig(silence_margin_db=-200.0))  # always fires
+    reports = [trial.run_interval() for _ in range(3)]  # 9 adversarial steps, grace is 6
+    assert all(r[REASON_METRIC] == "" and r[FLAGGED] == SILENCE for r in reports)
+    assert all(r[SCORE] == COLLAPSED_SCORE for r in reports)
+    settings = SearchSettings(**{**SETTINGS.__dict__, "stop_after": {SILENCE: 3}})
+    trial = Trial(tiny.replace(d_warmup_steps=0), data, settings)
+    trial.monitor = CollapseMonitor(CollapseConfig(silence_margin_db=-200.0))
+    assert trial.run_interval()[REASON_METRIC] == SILENCE  # at 3 steps, before the grace's 6
+
+
 def test_a_generator_still_in_stage_one_is_not_judged_nor_rankable(
     tiny: TrainConfig, data: TrialData
 ) -> None:
