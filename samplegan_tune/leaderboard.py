@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from samplegan_tune.fileio import atomic_path
 from samplegan_tune.scale import LOOPED, REAL, position
 
 LEADERBOARD = "leaderboard"  # .csv, .md, .json in the experiment folder
@@ -54,17 +55,19 @@ def write_leaderboard(folder: Path, board: Leaderboard) -> None:
     """Write leaderboard.json (everything), .csv (one row per entry) and .md (both tables)."""
     data = {"scale": board.scale, "rejected": board.rejected, "budget": board.budget,
             "entries": [asdict(e) for e in board.entries]}  # fmt: skip
-    (folder / f"{LEADERBOARD}.json").write_text(json.dumps(data, indent=2))
+    with atomic_path(folder / f"{LEADERBOARD}.json") as path:  # a full disk: OutputError
+        path.write_text(json.dumps(data, indent=2))
     # The scale rides along in every CSV row, so a spreadsheet can place each score too.
     rows = [{**_row(e, board.scale), **{f"scale: {k}": sig3(v) for k, v in board.scale.items()}}
             for e in board.entries]  # fmt: skip
     columns = list(rows[0]) if rows else ["rank", "trial", "final score", "position"]
-    with open(folder / f"{LEADERBOARD}.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
+    with atomic_path(folder / f"{LEADERBOARD}.csv") as path, open(path, "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     shown = [c for c in columns if not c.startswith("scale: ")]  # the .md has its own table
-    (folder / f"{LEADERBOARD}.md").write_text(_markdown(board, shown, rows))
+    with atomic_path(folder / f"{LEADERBOARD}.md") as path:
+        path.write_text(_markdown(board, shown, rows))
 
 
 def _markdown(board: Leaderboard, columns: list[str], rows: list[dict[str, Any]]) -> str:

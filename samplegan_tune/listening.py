@@ -26,6 +26,7 @@ from samplegan_tune.figures import (
     save_png,
     spectrogram_svg,
 )
+from samplegan_tune.fileio import atomic_path, writing
 from samplegan_tune.leaderboard import (
     Entry,
     Leaderboard,
@@ -68,7 +69,8 @@ def write_page(
     low, high = colour_range(list(spectra.values())) if spectra else (-80.0, 0.0)
     blocks = []
     for entry, pair in zip(shown, pairs, strict=True):
-        figures = [_figure(folder, c, spectra[c.stem], low, high, rate) for c in pair]
+        with writing(folder / "media"):  # a full disk: one line naming the folder, exit 2
+            figures = [_figure(folder, c, spectra[c.stem], low, high, rate) for c in pair]
         blocks.append(_trial_block(entry, figures, board.scale))
     parts = [
         f"<h1>{html.escape(exp.name)}</h1>",
@@ -94,9 +96,9 @@ def write_page(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(exp.name)} — "
         f"samplegan-tune</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     )
-    path = folder / "index.html"
-    path.write_text(page)
-    return path
+    with atomic_path(folder / "index.html") as path:  # a full disk: OutputError, no half page
+        path.write_text(page)
+    return folder / "index.html"
 
 
 def _ab_clips(exp: Experiment, data: TrialData, entry: Entry) -> tuple[_Clip, _Clip]:

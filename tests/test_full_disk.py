@@ -88,3 +88,23 @@ def test_export_on_a_full_disk_keeps_the_earlier_export(disk: Path, model_folder
         json.loads((out / MANIFEST).read_text())["format"] == FORMAT and (out / WEIGHTS).is_file()
     )
     assert not _hidden(disk)
+
+
+def test_leaderboard_on_a_full_disk_keeps_the_earlier_one(disk: Path) -> None:
+    """`leaderboard` rewrites its files: a disk that fills meanwhile leaves each old file
+    whole and says which file could not be written."""
+    from samplegan_tune.leaderboard import Entry, Leaderboard, read_leaderboard, write_leaderboard
+
+    entry = Entry(1, "t1", 1.0, 0.1, 1.2, 300, "ranked/1/trial.pt", {"lr_g": 1e-3})
+    write_leaderboard(disk, Leaderboard([entry], {"real continuation": 1.0}))
+    before = {p.name: p.read_bytes() for p in disk.iterdir()}
+    with pytest.raises(OSError), open(disk / "filler", "wb") as filler:
+        while True:  # until the disk is full
+            filler.write(b"x" * 4096)
+            filler.flush()
+    huge = {f"p{i}": "x" * 200 for i in range(100)}
+    with pytest.raises(OutputError, match="No space left on device") as refused:
+        write_leaderboard(disk, Leaderboard([Entry(1, "t2", 2.0, 0.1, 2.0, 9, "c", huge)]))
+    assert "leaderboard" in str(refused.value)
+    assert {p.name: p.read_bytes() for p in disk.iterdir() if p.name != "filler"} == before
+    assert read_leaderboard(disk).entries[0].trial_id == "t1" and not _hidden(disk)
