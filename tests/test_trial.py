@@ -12,6 +12,7 @@ from optuna.samplers._tpe.sampler import _split_trials  # how TPE splits good fr
 
 from samplegan_tune.collapse import (
     REASON_METRIC,
+    ROLLOUT_REASONS,
     SILENCE,
     TRAINING_REASONS,
     CollapseConfig,
@@ -176,8 +177,8 @@ def test_the_grace_period_counts_adversarial_steps_not_reports(
 def test_each_detector_stops_only_from_its_own_step(tiny: TrainConfig, data: TrialData) -> None:
     """The space's `stop_after`: a detector named with None never stops a trial (it flags
     every report), one named with a step stops from there, whatever the grace period."""
-    settings = SearchSettings(**{**SETTINGS.__dict__, "max_reports": 3,
-                                 "stop_after": {SILENCE: None}})  # fmt: skip
+    never = dict.fromkeys(ROLLOUT_REASONS)  # every detector only flags
+    settings = SearchSettings(**{**SETTINGS.__dict__, "max_reports": 3, "stop_after": never})
     trial = Trial(tiny.replace(d_warmup_steps=0), data, settings)
     trial.monitor = CollapseMonitor(CollapseConfig(silence_margin_db=-200.0))  # always fires
     reports = [trial.run_interval() for _ in range(3)]  # 9 adversarial steps, grace is 6
