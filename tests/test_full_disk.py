@@ -70,6 +70,7 @@ def test_train_on_a_full_disk(disk: Path, env, tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert str(run) in last and "No space left on device" in last, last  # unexpected pos
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]  # tensorboardX's thread
     assert not (run / "checkpoints" / "last.pt").exists() and not _hidden(disk)
 
 
