@@ -25,6 +25,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from samplegan_tune.experiment import STUDY_FILE, Experiment
 from samplegan_tune.leaderboard import Leaderboard
 from samplegan_tune.metrics import SCORE
+from samplegan_tune.outcomes import TUNE_ID_ATTR
 
 ARTIFACT_DIR = "artifacts"  # in the experiment folder: optuna-dashboard's --artifact-dir
 MEDIA_DIR = Path("listening") / "media"  # the listening page's files, rank{N}-{kind}.{wav,png}
@@ -62,8 +63,6 @@ def attach_media(exp: Experiment, board: Leaderboard) -> int:
     The artifacts of an earlier ranking are removed first (files and descriptions), so a
     re-ranked search shows only the current ranks. Returns how many files were stored.
     """
-    from samplegan_tune.search import TUNE_ID_ATTR  # search.py imports this module
-
     storage, store = exp.optuna_storage(), artifact_store(exp)
     study_id = storage.get_study_id_from_name(exp.name)
     remove_media(storage, store, study_id)

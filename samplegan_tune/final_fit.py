@@ -25,6 +25,7 @@ from ray.tune.search import Searcher
 from samplegan_tune import ranking, search
 from samplegan_tune.experiment import FINAL_FIT, Experiment
 from samplegan_tune.metrics import SCORE
+from samplegan_tune.outcomes import SURVIVED
 from samplegan_tune.trainable import CONTINUES, START, START_STEP
 from samplegan_tune.trial import TrialData
 
@@ -77,7 +78,7 @@ def picks(exp: Experiment) -> list[dict[str, Any]]:
     trials, summaries = ranking.load_trials(exp, final=False)
     by_id = {t.trial_id: t for t in trials}
     survivors = sorted(
-        (s for s in summaries if s.outcome in ranking.SURVIVED),
+        (s for s in summaries if s.outcome in SURVIVED),
         key=lambda s: (s.best_score, -s.steps),
     )
     configs = []

@@ -34,7 +34,8 @@ from samplegan_tune.leaderboard import (
     describe_position,
     sig3,
 )
-from samplegan_tune.ranking import FINAL_FIT, TrialSummary, load_ranked_model
+from samplegan_tune.outcomes import COMPLETED, FINAL_FIT
+from samplegan_tune.ranking import TrialSummary, load_ranked_model
 from samplegan_tune.rollout import rollout
 from samplegan_tune.scale import position
 from samplegan_tune.trial import PRIMER_SEED, TrialData
@@ -205,7 +206,7 @@ def _early_endings(summaries: list[TrialSummary]) -> str:
         f"<tr><td>{html.escape(s.trial_id)}</td><td>{html.escape(s.outcome)}</td>"
         f"<td>{html.escape(s.evidence)}</td></tr>"
         for s in summaries
-        if s.evidence or s.outcome not in ("completed", FINAL_FIT)
+        if s.evidence or s.outcome not in (COMPLETED, FINAL_FIT)
     )
     if not rows:
         return ""

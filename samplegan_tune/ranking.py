@@ -18,20 +18,27 @@ from samplegan_tune.experiment import STUDY_FILE, Experiment
 from samplegan_tune.leaderboard import Entry, Leaderboard, sig3, write_leaderboard
 from samplegan_tune.metrics import NOISE_SPREAD, SCORE
 from samplegan_tune.models import Model
+from samplegan_tune.outcomes import (
+    BUDGET,
+    COMPLETED,
+    ERRORED,
+    FINAL_FIT,
+    NEVER_RANKED,
+    OUTCOME_ATTR,
+    STOPPED_EARLY,
+    SURVIVED,
+    TUNE_ID_ATTR,
+)
 from samplegan_tune.scale import score_scale
-from samplegan_tune.search import BUDGET, OUTCOME_ATTR, TUNE_ID_ATTR
 from samplegan_tune.trainable import CHECKPOINT_FILE, CONTINUES, START_STEP
 from samplegan_tune.trial import COLLAPSED_SCORE, GENERATOR_STEPS, TrialData, score_model
 
 RANKED = "ranked"  # ranked/<rank>/trial.pt: local copies of the ranked checkpoints
-FINAL_FIT = "final_fit"  # the outcome of a final-fit trial the budget ended (final_fit.py)
-SURVIVED = ("completed", "stopped_early", "stopped_by_budget", FINAL_FIT)
 # Where a search's training steps went (`budget_split`): a group per way a trial ended.
 BUDGET_GROUPS = {
-    "completed": "completed", "stopped_early": "cut by ASHA",
-    "stopped_by_budget": "cut by the budget", FINAL_FIT: "final fit",
+    COMPLETED: "completed", STOPPED_EARLY: "cut by ASHA", BUDGET: "cut by the budget",
+    FINAL_FIT: "final fit",
 }  # fmt: skip
-NEVER_RANKED = ("error", "invalid_config", "out_of_memory")  # nothing trained worth hearing
 
 
 @dataclass
@@ -81,7 +88,7 @@ def _load(exp: Experiment, path: str) -> tuple[list[Any], list[TrialSummary]]:
             healthy = frame[ok]
             curve = [(int(i), float(s)) for i, s in zip(healthy["training_iteration"],
                                                         healthy[SCORE], strict=True)]  # fmt: skip
-        outcome = last.get(REASON_METRIC) or ("error" if trial.status == "ERROR" else "")
+        outcome = last.get(REASON_METRIC) or (ERRORED if trial.status == "ERROR" else "")
         continues = trial.config.get(CONTINUES, "")
         if continues and not outcome:
             outcome = FINAL_FIT
@@ -91,7 +98,7 @@ def _load(exp: Experiment, path: str) -> tuple[list[Any], list[TrialSummary]]:
             cut = told.get(trial.trial_id) == BUDGET or (
                 exp.time_budget and trial.status != "TERMINATED"
             )
-            outcome = "completed" if full else "stopped_by_budget" if cut else "stopped_early"
+            outcome = COMPLETED if full else BUDGET if cut else STOPPED_EARLY
         summaries.append(TrialSummary(
             trial.trial_id, outcome, min((s for _, s in curve), default=math.inf),
             int(last.get("step", 0)), float(last.get("time_total_s", 0.0)), curve,
@@ -108,7 +115,7 @@ def budget_split(summaries: list[TrialSummary]) -> dict[str, int]:
         if s.continues:
             group = BUDGET_GROUPS[FINAL_FIT]
         else:
-            failed = "error" if s.outcome in NEVER_RANKED else "collapsed"
+            failed = ERRORED if s.outcome in NEVER_RANKED else "collapsed"
             group = BUDGET_GROUPS.get(s.outcome, failed)
         split[group] = split.get(group, 0) + s.trained_steps
     return split
@@ -124,16 +131,16 @@ def _told_outcomes(exp: Experiment) -> dict[str, str]:
 
 
 def _evidence(outcome: str, last: dict, exp: Experiment) -> str:
-    if outcome in ("completed", FINAL_FIT):
+    if outcome in (COMPLETED, FINAL_FIT):
         return ""
-    if outcome == "stopped_early":
+    if outcome == STOPPED_EARLY:
         return (f"ASHA: quality/score {sig3(last.get(SCORE))} at report {last.get('reports')} was "
                 f"not in the best 1/{exp.settings.reduction_factor} at its rung")  # fmt: skip
-    if outcome == "stopped_by_budget":
+    if outcome == BUDGET:
         return (
             f"--time-budget {exp.time_budget:g} s ended the search at report {last.get('reports')}"
         )
-    if outcome == "error":
+    if outcome == ERRORED:
         return "the trial raised an error (see its error.txt in the experiment folder)"
     return evidence(outcome, last)
 

@@ -35,19 +35,22 @@ from samplegan_tune.collapse import REASON_METRIC
 from samplegan_tune.dashboard import name_objective
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.metrics import SCORE
+from samplegan_tune.outcomes import (
+    BUDGET,
+    COLLAPSE_CONSTRAINT,
+    ERRORED,
+    LOST,
+    OUTCOME_ATTR,
+    TUNE_ID_ATTR,
+    collapse_violation,
+    trial_outcome,
+)
 from samplegan_tune.scheduler import asha
 from samplegan_tune.space import Param, SearchSettings
 from samplegan_tune.tbsearch import TrialEvents
 from samplegan_tune.trainable import train_trial
-from samplegan_tune.trial import COLLAPSED_SCORE, REPORTS, TrialData
+from samplegan_tune.trial import COLLAPSED_SCORE, TrialData
 
-OUTCOME_ATTR = "outcome"  # Optuna user attribute: "completed", a collapse reason, ...
-TUNE_ID_ATTR = "tune_trial_id"  # Optuna user attribute: the Tune trial's id
-STOPPED_EARLY = "stopped_early"  # ASHA cut the trial at a rung
-ERRORED = "error"
-LOST = "lost"  # still RUNNING in the study when the search ended
-BUDGET = "stopped_by_budget"  # still running when --time-budget ended the search
-COLLAPSE_CONSTRAINT = "collapsed"  # Optuna constraint: > 0 when the trial collapsed
 WAIT_NOTE_S = 60.0  # how often to say that no trial can start yet
 # Ray's own console output, replaced by ours: its banner and TensorBoard hint (it names a
 # folder in Ray's temp dir, not where the trials' event files are), its resource warning
@@ -145,35 +148,6 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
                 ot_trial.set_constraint(COLLAPSE_CONSTRAINT, violation)
             self._ot_study.tell(ot_trial, value, state=state)
         self._completed_trials.add(trial_id)
-
-
-def collapse_violation(result: dict, error: bool, max_reports: int) -> float:
-    """The `COLLAPSE_CONSTRAINT` value of a finished trial (module docstring): 0 when it did not
-    collapse (completed, stopped early, cut by the budget, errored), else
-    (max_reports − reports + 1) / max_reports, reports counting the one that collapsed."""
-    if error or not result.get(REASON_METRIC):
-        return 0.0
-    reports = min(max(int(result.get(REPORTS, 0)), 1), max_reports)
-    return (max_reports - reports + 1) / max_reports
-
-
-def trial_outcome(
-    result: dict, error: bool, max_reports: int, best: float | None = None
-) -> tuple[TrialState, float | None, str]:
-    """(Optuna state, value to tell, outcome name) for a finished Tune trial's last result.
-
-    A completed trial's value is its best healthy report's score (`best`), the quantity the
-    ranking picks its checkpoint and its candidates by; the last report's when not given.
-    """
-    reason = result.get(REASON_METRIC) or ""
-    value = result.get(SCORE) if best is None else best
-    if error:
-        return TrialState.FAIL, None, reason or ERRORED
-    if reason or value is None or not math.isfinite(value) or value >= COLLAPSED_SCORE:
-        return TrialState.PRUNED, None, reason or "no_score"
-    if result.get(REPORTS, 0) < max_reports:
-        return TrialState.PRUNED, None, STOPPED_EARLY
-    return TrialState.COMPLETE, float(value), "completed"
 
 
 class CollapseStopper(tune.Stopper):

@@ -18,6 +18,7 @@ from tensorboardX.summary import hparams
 
 from samplegan_tune.collapse import REASON_METRIC
 from samplegan_tune.metrics import METRICS, SCORE
+from samplegan_tune.outcomes import trial_outcome
 from samplegan_tune.trial import COLLAPSED_SCORE
 
 BEST_SCORE = "quality/best_score"  # the lowest healthy quality/score so far: Optuna's value
@@ -69,8 +70,6 @@ class TrialEvents(TBXLoggerCallback):
         writer.close()
 
     def _outcome(self, trial: Any, result: dict, failed: bool) -> str:
-        from samplegan_tune.search import trial_outcome  # search.py imports this module
-
         best = self._best.get(trial.trial_id)
         return trial_outcome(result, failed, self._max_reports, best)[2]
 

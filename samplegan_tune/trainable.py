@@ -16,14 +16,13 @@ from ray import tune
 from samplegan_tune import collapse
 from samplegan_tune.checkpoint import load_checkpoint, save_checkpoint
 from samplegan_tune.errors import UserInputError
+from samplegan_tune.outcomes import INVALID_CONFIG, OUT_OF_MEMORY
 from samplegan_tune.space import SearchSettings, config_from_trial_params
 from samplegan_tune.tblog import EventLog
 from samplegan_tune.trial import ADVERSARIAL_STEPS, COLLAPSED_SCORE, REPORTS, Trial, TrialData
 
 CHECKPOINT_FILE = "trial.pt"
 NODE = "node"  # reported: the Ray node that ran the interval (which machine, on a cluster)
-INVALID_CONFIG = "invalid_config"  # collapse reasons of our own, beside collapse.py's
-OUT_OF_MEMORY = "out_of_memory"
 ROLLOUT_TAG = "rollout"  # TensorBoard: one rollout clip per report, and its spectrogram
 # The trainable's own event file, beside Ray's in the trial folder: a distinct name, so
 # that syncing the trial's working dir to storage never overwrites Ray's file.

@@ -29,7 +29,8 @@ from samplegan_tune.collapse import REASON_METRIC
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.leaderboard import Entry, Leaderboard
 from samplegan_tune.metrics import SCORE
-from samplegan_tune.search import TUNE_ID_ATTR, OutcomeAwareOptunaSearch
+from samplegan_tune.outcomes import TUNE_ID_ATTR
+from samplegan_tune.search import OutcomeAwareOptunaSearch
 from samplegan_tune.space import load_space
 from samplegan_tune.tbsearch import BEST_SCORE, OUTCOME
 from samplegan_tune.trainable import ROLLOUT_TAG

@@ -21,12 +21,8 @@ from samplegan_tune.collapse import (
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.data import Corpus, split_corpus
 from samplegan_tune.metrics import SCORE, RealReference
-from samplegan_tune.search import (
-    COLLAPSE_CONSTRAINT,
-    STOPPED_EARLY,
-    OutcomeAwareOptunaSearch,
-    trial_outcome,
-)
+from samplegan_tune.outcomes import COLLAPSE_CONSTRAINT, STOPPED_EARLY, trial_outcome
+from samplegan_tune.search import OutcomeAwareOptunaSearch
 from samplegan_tune.space import SearchSettings
 from samplegan_tune.synthetic import synthetic_songs
 from samplegan_tune.trial import (
