@@ -153,6 +153,26 @@ class Experiment:
         except UserInputError as err:
             raise UserInputError(f"{path}: space_yaml: {err}") from err
 
+    def check_tune_state(self) -> None:
+        """Refuse, naming the file, a local search whose newest saved Tune state is damaged:
+        Ray writes it in place while the search runs, so a disk that filled (or a crash)
+        mid-write leaves it truncated, and restoring it would fail in Ray's own traceback."""
+        if self.tune_storage is not None:  # remote: Ray reads it from there
+            return
+        for folder in (Path(self.tune_path), Path(self.final_path)):
+            states = sorted(folder.glob("experiment_state-*.json"))
+            if not states:
+                continue
+            try:
+                json.loads(states[-1].read_text())
+            except (ValueError, UnicodeDecodeError) as err:
+                raise UserInputError(
+                    f"{states[-1]}: Tune's saved state is damaged ({err}), most likely "
+                    "written while the disk was full; free space, then restore the file from "
+                    "a copy (the trials' folders and checkpoints and optuna.db are intact), or "
+                    "start a new search"
+                ) from err
+
     def check_study(self) -> None:
         """Refuse, naming the file, an experiment whose Optuna study is missing or unreadable
         (opening it would create an empty one, and trials would be told to nothing)."""

@@ -3,6 +3,7 @@ rollouts and seeds, and write leaderboard.csv / .md / .json and the listening pa
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import statistics
@@ -75,6 +76,9 @@ def load_trials(exp: Experiment, final: bool = True) -> tuple[list[Any], list[Tr
 
 
 def _load(exp: Experiment, path: str) -> tuple[list[Any], list[TrialSummary]]:
+    # A trial the budget ended before its first report has no result file: Ray warns; it is
+    # summarised like the rest (no steps).
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     analysis = tune.ExperimentAnalysis(path, default_metric=SCORE, default_mode="min")
     frames = analysis.trial_dataframes
     told = _told_outcomes(exp)
@@ -157,7 +161,7 @@ def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderbo
     trials, summaries = load_trials(exp)
     count = top_k or exp.settings.top_k
     survivors = sorted(
-        (s for s in summaries if s.outcome in SURVIVED and s.best_score < COLLAPSED_SCORE),
+        (s for s in summaries if _candidate(s) and s.best_score < COLLAPSED_SCORE),
         key=lambda s: s.best_score,
     )[:count]  # fmt: skip
     by_id = {t.trial_id: t for t in trials}
@@ -183,6 +187,13 @@ def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderbo
     board = Leaderboard(entries, scale, rejected, budget_split(summaries))
     write_leaderboard(exp.folder, board)
     return board
+
+
+def _candidate(summary: TrialSummary) -> bool:
+    """Whether the trial's healthy checkpoints compete: it survived the search, or it is a
+    final fit (it continued a healthy checkpoint; a detector that stops it late leaves the
+    checkpoints from before, as good as the one it started from)."""
+    return summary.outcome in SURVIVED or bool(summary.continues)
 
 
 def _flagged_attempts(

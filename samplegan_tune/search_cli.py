@@ -171,6 +171,7 @@ def _resume(exp: Experiment, args: argparse.Namespace) -> int:
     if not tune.Tuner.can_restore(exp.tune_path):
         raise UserInputError(f"{exp.folder}: nothing to resume (no Tune state was saved yet)")
     exp.check_study()
+    exp.check_tune_state()
     remaining = _unfinished(exp)
     if remaining == 0 and (exp.folder / "leaderboard.json").is_file():
         raise UserInputError(
@@ -195,6 +196,7 @@ def run_leaderboard(args: argparse.Namespace) -> int:
     check_output_dir(exp.folder)
     with driver_lock(exp.folder, "leaderboard"):  # it rewrites the leaderboard and page
         exp.check_study()
+        exp.check_tune_state()
         _rank_and_report(exp, prepare_trial_data(exp), args.top_k)
     return 0
 

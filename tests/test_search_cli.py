@@ -109,3 +109,22 @@ def test_a_damaged_search_json_is_refused_in_one_line(env, tmp_path, key, value,
         done = cli(env, command, str(folder))
         assert_one_line_refusal(done, str(description), *words)
         assert _snapshot(folder) == before
+
+
+@pytest.mark.slow
+def test_a_truncated_tune_state_is_refused_in_one_line(env, tmp_path: Path) -> None:
+    """Ray writes its experiment state in place while a search runs: a disk that filled
+    mid-write leaves it truncated. `resume` and `leaderboard` gave Ray's traceback; now one
+    line naming the file, exit 2, nothing written."""
+    done = cli(env, "search", "--space", "smoke", "--num-samples", "1", "--num-cpus", "2",
+               "--storage", str(tmp_path), "--name", "full")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = tmp_path / "full"
+    [state] = sorted(folder.glob("experiment_state-*.json"))
+    text = state.read_text()
+    state.write_text(text[: len(text) // 2])  # what a full disk leaves
+    before = _snapshot(folder)
+    for command in ("resume", "leaderboard"):
+        refused = cli(env, command, str(folder))
+        assert_one_line_refusal(refused, str(state), "damaged", "disk was full")
+        assert _snapshot(folder) == before
