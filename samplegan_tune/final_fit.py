@@ -83,8 +83,10 @@ def picks(exp: Experiment) -> list[dict[str, Any]]:
     )
     configs = []
     for summary in survivors:
+        if len(configs) == exp.settings.final_trials:
+            break
         best = ranking.best_checkpoint_result(by_id[summary.trial_id])
-        if best is None or len(configs) >= exp.settings.final_trials:
+        if best is None:
             continue
         where = "/".join(PurePosixPath(best.checkpoint.path).parts[-2:])  # trial_X/checkpoint_N
         config = dict(by_id[summary.trial_id].config)
@@ -142,6 +144,5 @@ class _Continuations(Searcher):
 
 def _finished(exp: Experiment) -> bool:
     """Whether every final-fit trial has ended (the budget, or a collapse, stopped it)."""
-    trials, _ = ranking.load_trials(exp)
-    final = [t for t in trials if t.config.get(CONTINUES)]
-    return bool(final) and all(t.status in ("TERMINATED", "ERROR") for t in final)
+    trials = tune.ExperimentAnalysis(exp.final_path).trials
+    return bool(trials) and all(t.status in ("TERMINATED", "ERROR") for t in trials)

@@ -32,7 +32,13 @@ from samplegan_tune.outcomes import (
 )
 from samplegan_tune.scale import score_scale
 from samplegan_tune.trainable import CHECKPOINT_FILE, CONTINUES, START_STEP
-from samplegan_tune.trial import COLLAPSED_SCORE, GENERATOR_STEPS, TrialData, score_model
+from samplegan_tune.trial import (
+    ADVERSARIAL_STEPS,
+    COLLAPSED_SCORE,
+    GENERATOR_STEPS,
+    TrialData,
+    score_model,
+)
 
 RANKED = "ranked"  # ranked/<rank>/trial.pt: local copies of the ranked checkpoints
 # Where a search's training steps went (`budget_split`): a group per way a trial ended.
@@ -225,7 +231,8 @@ def _flagged_attempts(
 
 def _re_evaluate(exp: Experiment, data: TrialData, trial: Any, summary: TrialSummary) -> Entry:
     """The candidate's entry; `flags` holds the collapse reasons its long rollouts show."""
-    checkpoint = exp_best_checkpoint(trial)
+    best = best_checkpoint_result(trial)
+    checkpoint = best.checkpoint
     with checkpoint.as_directory() as folder:
         state = load_checkpoint(Path(folder) / CHECKPOINT_FILE)
     model = model_from_state(state)
@@ -248,14 +255,9 @@ def _re_evaluate(exp: Experiment, data: TrialData, trial: Any, summary: TrialSum
         score_spread=statistics.pstdev(scores) if len(scores) > 1 else 0.0,
         search_score=summary.best_score, step=int(state["step"]),
         checkpoint=str(checkpoint.path), params=params, metrics=metrics, flags=flags,
-        continues=summary.continues, adversarial_steps=_adversarial_steps(model, state),
+        continues=summary.continues,
+        adversarial_steps=int(best.metrics.get(ADVERSARIAL_STEPS, 0)),  # its report's
     )  # fmt: skip
-
-
-def _adversarial_steps(model: Model, state: dict[str, Any]) -> int:
-    """Steps the checkpoint trained after stage 1 and D's warm-up (`Trainer.adversarial_steps`)."""
-    start = model.cfg.ae_pretrain_steps + model.cfg.d_warmup_steps
-    return max(0, int(state["step"]) - start)
 
 
 def exp_best_checkpoint(trial: Any) -> tune.Checkpoint | None:
