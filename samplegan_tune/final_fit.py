@@ -56,7 +56,7 @@ def run(exp: Experiment, data: TrialData, searched: float | None = None) -> bool
             return False
         print(f"[final fit] resuming {exp.final_path}", flush=True)
         tuner = tune.Tuner.restore(exp.final_path, trainable=trainable, resume_errored=True)
-        return search.fit(tuner)
+        return search.fit(tuner, exp)
     configs = picks(exp)
     if not configs:
         print("[final fit] every trial collapsed: nothing to continue", flush=True)
@@ -64,7 +64,7 @@ def run(exp: Experiment, data: TrialData, searched: float | None = None) -> bool
     for config in configs:
         print(f"[final fit] continuing trial {config[CONTINUES]} from its best checkpoint "
               f"(step {config[START_STEP]}) for the last {seconds:.0f} s", flush=True)  # fmt: skip
-    return search.fit(_tuner(exp, trainable, configs, seconds))
+    return search.fit(_tuner(exp, trainable, configs, seconds), exp)
 
 
 def picks(exp: Experiment) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ class Leaderboard:
     scale: dict[str, float] = field(default_factory=dict)  # reference -> quality/score
     rejected: dict[str, list[str]] = field(default_factory=dict)  # trial -> detectors
     budget: dict[str, int] = field(default_factory=dict)  # training steps by how trials ended
+    tie: float = 0.0  # scores within this fraction ranked by adversarial steps (ranking.order)
 
 
 def sig3(value: Any) -> Any:
@@ -53,8 +54,10 @@ def sig3(value: Any) -> Any:
 
 def write_leaderboard(folder: Path, board: Leaderboard) -> None:
     """Write leaderboard.json (everything), .csv (one row per entry) and .md (both tables)."""
-    data = {"scale": board.scale, "rejected": board.rejected, "budget": board.budget,
-            "entries": [asdict(e) for e in board.entries]}  # fmt: skip
+    data = {
+        "scale": board.scale, "rejected": board.rejected, "budget": board.budget,
+        "tie": board.tie, "entries": [asdict(e) for e in board.entries],
+    }  # fmt: skip
     with atomic_path(folder / f"{LEADERBOARD}.json") as path:  # a full disk: OutputError
         path.write_text(json.dumps(data, indent=2))
     # The scale rides along in every CSV row, so a spreadsheet can place each score too.
@@ -81,6 +84,9 @@ def _markdown(board: Leaderboard, columns: list[str], rows: list[dict[str, Any]]
         lines.append("")
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    if board.tie:
+        lines += ["", f"Scores within {100 * board.tie:.0f} % of the best left are a tie: the "
+                  "checkpoint with more adversarial steps ranks first."]  # fmt: skip
     if board.budget:
         lines += ["", budget_line(board)]
     if any(e.flags for e in board.entries):
@@ -117,6 +123,7 @@ def _row(e: Entry, scale: dict[str, float]) -> dict[str, Any]:
         "search score": sig3(e.search_score) if math.isfinite(e.search_score) else "",
         "flagged": ", ".join(e.flags),
         "step": e.step,
+        "adversarial steps": e.adversarial_steps,
         "params": json.dumps({k: sig3(v) for k, v in e.params.items()}, sort_keys=True),
     }
 
@@ -130,7 +137,8 @@ def read_leaderboard(folder: Path) -> Leaderboard:
     if isinstance(data, list):  # written before the scale existed
         data = {"entries": data}
     return Leaderboard([Entry(**e) for e in data["entries"]], data.get("scale", {}),
-                       data.get("rejected", {}), data.get("budget", {}))  # fmt: skip
+                       data.get("rejected", {}), data.get("budget", {}),
+                       data.get("tie", 0.0))  # fmt: skip
 
 
 def describe_position(score: float, scale: dict[str, float]) -> str:

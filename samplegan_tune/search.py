@@ -33,6 +33,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from samplegan_tune.collapse import REASON_METRIC
 from samplegan_tune.dashboard import name_objective
+from samplegan_tune.disk_guard import DiskGuard
 from samplegan_tune.experiment import Experiment
 from samplegan_tune.metrics import SCORE
 from samplegan_tune.outcomes import (
@@ -340,7 +341,7 @@ def run(exp: Experiment, data: TrialData, resume: bool = False) -> bool:
         relocate(tuner, exp)
     else:
         tuner = build_tuner(exp, data)
-    interrupted = fit(tuner)
+    interrupted = fit(tuner, exp)
     if not interrupted:
         close_open_trials(exp)
     return interrupted
@@ -355,10 +356,18 @@ def quiet_ray() -> None:
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
-def fit(tuner: tune.Tuner) -> bool:
-    """`tuner.fit()`; True when the user interrupted it (Ctrl-C), Tune having saved its state."""
+def fit(tuner: tune.Tuner, exp: Experiment) -> bool:
+    """`tuner.fit()`; True when the user interrupted it (Ctrl-C), Tune having saved its state.
+
+    A disk that fills up (or nearly) stops it the same way, then raises OutputError."""
+    hint = f"make room, then run: samplegan-tune resume {exp.folder}"
+    guard = DiskGuard(exp.folder, hint)  # a local search's Tune folder; else its own files
+    config = tuner._local_tuner._run_config  # restored from tuner.pkl on resume: one guard
+    config.callbacks = [c for c in config.callbacks or [] if not isinstance(c, DiskGuard)]
+    config.callbacks.append(guard)
     with _InterruptWatch() as watch:
         tuner.fit()
+    guard.check()
     return watch.interrupted
 
 

@@ -68,6 +68,9 @@ class SearchSettings:
     rank_rollouts: int = 16  # rollouts per seed when re-evaluating
     rank_seeds: int = 2
     rank_seconds: float = 8.0  # length of each re-ranking rollout: what a user listens to
+    # Re-ranked scores within this fraction of the best left are a tie, which the checkpoint
+    # with more adversarial steps wins (ranking.order; benchmarks/README, 2026-12-05).
+    rank_tie: float = 0.05
     time_budget: float = 0.0  # seconds the search may run (0: no limit); --time-budget overrides
     # The final fit (final_fit.py): with a time budget, its last `final_share` continues the
     # best `final_trials` trials from their best checkpoints until the budget ends.
@@ -281,7 +284,8 @@ def parse_space(name: str, raw: Any) -> SearchSpace:
     return space
 
 
-_ZERO_ALLOWED = ("gpus_per_trial", "max_concurrent", "time_budget", "final_share")  # 0: none
+# Settings for which 0 means none (no GPU, no limit, no budget, no final fit, no ties).
+_ZERO_ALLOWED = ("gpus_per_trial", "max_concurrent", "time_budget", "final_share", "rank_tie")
 
 
 def _parse_settings(raw: Any) -> SearchSettings:

@@ -10,31 +10,44 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
 from samplegan_tune.artifact import FORMAT, MANIFEST, WEIGHTS
 from samplegan_tune.config import TrainConfig
 from samplegan_tune.errors import OutputError
+from samplegan_tune.experiment import Experiment
 from samplegan_tune.export import _write_folder
+from samplegan_tune.leaderboard import read_leaderboard
 from samplegan_tune.models import build_model
+from samplegan_tune.outcomes import LOST, OUTCOME_ATTR
 from tests.conftest import TINY, cli
 
 BIGGER = {**TINY, "g_channels": 64}  # its weights alone outgrow the disk
 
 
-@pytest.fixture
-def disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs, unmounted after."""
-    folder = tmp_path / "disk"
+def _tmpfs(folder: Path, size: str) -> Iterator[Path]:
     folder.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    mount = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)]
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
     if subprocess.run(mount, capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    subprocess.run(["umount", "--lazy", str(folder)], check=True)  # a Ray worker may linger
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs, unmounted after."""
+    yield from _tmpfs(tmp_path / "disk", "64k")
+
+
+@pytest.fixture
+def search_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 5 MiB tmpfs: a smoke search's first checkpoints (1 MiB each) fit, its 13 MiB not."""
+    yield from _tmpfs(tmp_path / "disk", "5m")
 
 
 @pytest.fixture
@@ -94,7 +107,7 @@ def test_export_on_a_full_disk_keeps_the_earlier_export(disk: Path, model_folder
 def test_leaderboard_on_a_full_disk_keeps_the_earlier_one(disk: Path) -> None:
     """`leaderboard` rewrites its files: a disk that fills meanwhile leaves each old file
     whole and says which file could not be written."""
-    from samplegan_tune.leaderboard import Entry, Leaderboard, read_leaderboard, write_leaderboard
+    from samplegan_tune.leaderboard import Entry, Leaderboard, write_leaderboard
 
     entry = Entry(1, "t1", 1.0, 0.1, 1.2, 300, "ranked/1/trial.pt", {"lr_g": 1e-3})
     write_leaderboard(disk, Leaderboard([entry], {"real continuation": 1.0}))
@@ -109,3 +122,28 @@ def test_leaderboard_on_a_full_disk_keeps_the_earlier_one(disk: Path) -> None:
     assert "leaderboard" in str(refused.value)
     assert {p.name: p.read_bytes() for p in disk.iterdir() if p.name != "filler"} == before
     assert read_leaderboard(disk).entries[0].trial_id == "t1" and not _hidden(disk)
+
+
+@pytest.mark.slow
+def test_a_search_that_fills_its_disk_stops_saved_and_resumes_to_every_trial(
+    search_disk: Path, env
+) -> None:
+    """The search stops (as Ctrl-C would) before the disk is full, in one line, exit 2; once
+    there is room, `resume` finishes every trial and ranks them (before: truncated Tune
+    state, a trial lost, `resume` starting over and exiting 0)."""
+    folder = search_disk / "fd"
+    result = cli(env, "search", "--space", "smoke", "--name", "fd", "--storage", str(search_disk))
+    _assert_one_line(result, folder)
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    exp = Experiment.load(folder)
+    exp.check_tune_state()  # whole: the search stopped before it could be cut
+    told = optuna.load_study(study_name="fd", storage=exp.optuna_storage()).trials
+    assert sum(t.state.is_finished() for t in told) < exp.num_samples  # it did stop early
+    subprocess.run(["mount", "-o", "remount,size=64m", str(search_disk)], check=True)
+    resumed = cli(env, "resume", str(folder))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    study = optuna.load_study(study_name="fd", storage=exp.optuna_storage())
+    outcomes = [t.user_attrs.get(OUTCOME_ATTR) for t in study.trials]
+    assert len(outcomes) == exp.num_samples and LOST not in outcomes, outcomes
+    assert all(t.state.is_finished() for t in study.trials)
+    assert read_leaderboard(folder).entries  # ranked
