@@ -31,8 +31,12 @@ from samplegan_tune.metric_names import DRIFTS, MUSIC_FD, REPETITION, TAG_KL
 
 DEFAULT_OUT = Path("docs") / "metrics_calibration.md"
 FITTED = [name for name in judge.WEIGHTS if name != "noise_spread"]  # no reseeds in recordings
-SHOWN = {MUSIC_FD: "music_fd", TAG_KL: "tag_kl", **{v: k for k, v in DRIFTS.items()},
-         REPETITION: "repetition"}  # fmt: skip
+SHOWN = {
+    MUSIC_FD: "music_fd",
+    TAG_KL: "tag_kl",
+    **{v: k for k, v in DRIFTS.items()},
+    REPETITION: "repetition",
+}
 Rows = dict[str, list[cal.Row]]
 
 
@@ -61,8 +65,10 @@ def measure(
 
 def scores(rows: list[cal.Row], weights: dict[str, float]) -> dict[str, float]:
     """Case name -> Σ weight · term (a missing term counts 0, as in `judge`)."""
-    return {row.case.name: sum(w * (row.terms.get(k) or 0.0) for k, w in weights.items())
-            for row in rows}  # fmt: skip
+    return {
+        row.case.name: sum(w * (row.terms.get(k) or 0.0) for k, w in weights.items())
+        for row in rows
+    }
 
 
 def fit(per_genre: Rows) -> tuple[dict[str, float], float]:
@@ -88,9 +94,14 @@ def fit(per_genre: Rows) -> tuple[dict[str, float], float]:
     truths = [t for rows in per_genre.values() for t in rows if t.case.family == "truth"]
     unit = [sum(t.terms.get(k) or 0.0 for t in truths) / len(truths) for k in FITTED]
     result = linprog(
-        c=[0.0] * n + [-1.0], A_ub=bound, b_ub=[0.0] * len(bound), A_eq=[unit + [0.0]],
-        b_eq=[1.0], bounds=[(0, None)] * n + [(None, None)], method="highs",
-    )  # fmt: skip
+        c=[0.0] * n + [-1.0],
+        A_ub=bound,
+        b_ub=[0.0] * len(bound),
+        A_eq=[unit + [0.0]],
+        b_eq=[1.0],
+        bounds=[(0, None)] * n + [(None, None)],
+        method="highs",
+    )
     if not result.success:
         raise RuntimeError(f"the fit failed: {result.message}")
     weights = {k: round(float(w), 3) for k, w in zip(FITTED, result.x[:n], strict=True)}
@@ -98,20 +109,27 @@ def fit(per_genre: Rows) -> tuple[dict[str, float], float]:
 
 
 def fmt(value: float | None) -> str:
+    """A table cell: `value` to 3 significant digits (exponent form from 1e4), "n/a" for None."""
     if value is None:
         return "n/a"
     return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.2e}"
 
 
 def genre_table(rows: list[cal.Row], score: dict[str, float]) -> list[str]:
+    """One genre's markdown table: per case, the shown metrics, the score, the score ÷ the truth's,
+    and the detectors that fire."""
     truth = score["truth"]
     head = ["case", *SHOWN.values(), "score ↓", "× truth", "detectors"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         name = row.case.name
-        cells = [name, *(fmt(row.values[k]) for k in SHOWN), fmt(score[name]),
-                 f"{score[name] / truth:.2f}×" if truth > 0 else "n/a",
-                 ", ".join(row.detectors) or "none"]  # fmt: skip
+        cells = [
+            name,
+            *(fmt(row.values[k]) for k in SHOWN),
+            fmt(score[name]),
+            f"{score[name] / truth:.2f}×" if truth > 0 else "n/a",
+            ", ".join(row.detectors) or "none",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -147,6 +165,8 @@ def correlations(rows: list[cal.Row], score: dict[str, float]) -> str:
 def document(
     per_genre: Rows, weights: dict[str, float], fitted: str, seconds: float, sources: str
 ) -> str:
+    """The markdown document: its sources and weights, then per genre its table, the score's
+    Spearman correlations and the orderings broken."""
     lines = [
         "# The judge's calibration on real music",
         "",
@@ -176,10 +196,12 @@ def describe(genres: list[list[str]], points: int) -> str:
     for name, *paths in genres:
         folders = sorted({str(Path(p).parent) for p in paths})
         parts.append(f"{name}: {len(paths)} files in {', '.join(folders)}")
-    return (f"Audio (Debian packages, never committed): {'; '.join(parts)}. Each genre: every "
-            f"other file gives the reference ({cal.REFERENCE_CLIPS} true 8-s continuations of "
-            f"3-s primers), the rest {points} held-out primers, each case {points} clips of "
-            "8 s; `× truth` is the score ÷ the truth's in that genre.")  # fmt: skip
+    return (
+        f"Audio (Debian packages, never committed): {'; '.join(parts)}. Each genre: every "
+        f"other file gives the reference ({cal.REFERENCE_CLIPS} true 8-s continuations of "
+        f"3-s primers), the rest {points} held-out primers, each case {points} clips of "
+        "8 s; `× truth` is the score ÷ the truth's in that genre."
+    )
 
 
 def leave_one_out(per_genre: Rows) -> str:
@@ -191,15 +213,25 @@ def leave_one_out(per_genre: Rows) -> str:
         weights, _ = fit({g: r for g, r in per_genre.items() if g != genre})
         broken = cal.violations(rows, scores(rows, weights))
         total = len(cal.orderings([row.case for row in rows])) + len(cal.QUIET)
-        parts.append(f"{genre}: {len(broken)} of {total} broken"
-                     + (f" ({'; '.join(broken)})" if broken else ""))  # fmt: skip
+        parts.append(
+            f"{genre}: {len(broken)} of {total} broken"
+            + (f" ({'; '.join(broken)})" if broken else "")
+        )
     return "Leave one genre out (weights fitted on the others): " + "; ".join(parts) + "."
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Measure every genre (or read --rows), fit the weights with --fit, write the document to --out
+    and print it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--genre", nargs="+", action="append", required=True,
-                        metavar=("NAME", "PATH"), help="a genre's name and its audio")  # fmt: skip
+    parser.add_argument(
+        "--genre",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar=("NAME", "PATH"),
+        help="a genre's name and its audio",
+    )
     parser.add_argument("--points", type=int, default=12, help="held-out primers per genre")
     parser.add_argument("--seed", type=int, default=0, help="which primers and noise draws")
     parser.add_argument("--fit", action="store_true", help="fit the weights (needs scipy)")
@@ -211,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     fitted = "Weights as in `judge.WEIGHTS` (no --fit)."
     if args.fit:
         weights, margin = fit(per_genre)
-        fitted = (f"Fitted with --fit: smallest margin {margin:.3g}. {leave_one_out(per_genre)}"
-                  f"\n\nFor judge.WEIGHTS: {weights}")  # fmt: skip
+        fitted = (
+            f"Fitted with --fit: smallest margin {margin:.3g}. {leave_one_out(per_genre)}"
+            f"\n\nFor judge.WEIGHTS: {weights}"
+        )
     text = document(per_genre, weights, fitted, seconds, describe(args.genre, args.points))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")

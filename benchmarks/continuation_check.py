@@ -35,6 +35,8 @@ def flatness(x: torch.Tensor, n_fft: int = 512) -> float:
 
 
 def main() -> None:
+    """Continue the primer with each seed; print every second's level and flatness beside the
+    primer's, and the largest gap against the 12 dB target."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model")
     parser.add_argument("primer")

@@ -61,10 +61,15 @@ def _experiment(space_name: str, data: list[str], reports: int) -> Experiment:
         space.settings, max_reports=reports, grace_period=reports, eval_rollouts=8
     )
     return Experiment(
-        name="detectors", folder=Path(tempfile.mkdtemp()), tune_storage=None,
-        space_name=space.name, space_yaml=resolve_space(space_name).read_text(),
-        settings=settings, data=data, num_samples=1,
-    )  # fmt: skip
+        name="detectors",
+        folder=Path(tempfile.mkdtemp()),
+        tune_storage=None,
+        space_name=space.name,
+        space_yaml=resolve_space(space_name).read_text(),
+        settings=settings,
+        data=data,
+        num_samples=1,
+    )
 
 
 def _worker_init(space_name: str, data: list[str], reports: int) -> None:
@@ -87,13 +92,22 @@ def train_one(job: tuple[int, dict[str, Any]]) -> list[dict[str, Any]]:
             fired += collapse.rollout_reasons(
                 trial.last_clips, data.reference, noise_spread=report.get(NOISE_SPREAD)
             )
-        rows.append({
-            "trial": index, "report": trial.reports, "step": report["step"],
-            "adversarial": report["train/adversarial_steps"], "score": report.get(SCORE),
-            "fired": fired, "stopped": stopped, "params": params if trial.reports == 1 else None,
-        })  # fmt: skip
-        print(f"trial {index} report {trial.reports}: step {report['step']}, fired {fired}",
-              flush=True)  # fmt: skip
+        rows.append(
+            {
+                "trial": index,
+                "report": trial.reports,
+                "step": report["step"],
+                "adversarial": report["train/adversarial_steps"],
+                "score": report.get(SCORE),
+                "fired": fired,
+                "stopped": stopped,
+                "params": params if trial.reports == 1 else None,
+            }
+        )
+        print(
+            f"trial {index} report {trial.reports}: step {report['step']}, fired {fired}",
+            flush=True,
+        )
         if stopped:
             break
     return rows
@@ -126,8 +140,9 @@ def table(
         cells = []
         for step in steps:
             at = {r["trial"] for r in rows if r["adversarial"] == step}
-            flagged = {r["trial"] for r in rows if r["adversarial"] == step
-                       and detector in r["fired"]}  # fmt: skip
+            flagged = {
+                r["trial"] for r in rows if r["adversarial"] == step and detector in r["fired"]
+            }
             if not at:
                 continue
             hits = len(flagged & collapsed)
@@ -156,6 +171,8 @@ def _pct(value: float | None) -> str:
 
 
 def main() -> None:
+    """Train the trials and write their reports to --out (or re-read --from), then print the
+    precision/recall table and the stop policy it supports."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", nargs="+", help="real music to train on")
     parser.add_argument("--space", default="narrow")

@@ -45,6 +45,8 @@ def timed(fn: Callable[[], object], repeats: int = 1) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Time the rollouts, the metrics, the reference and the training steps; print each evaluation
+    cost as a share of a training interval."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=4.0)

@@ -43,6 +43,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def sync(device: torch.device) -> None:
+    """Wait for the work queued on a CUDA `device` (a CPU has nothing to wait for)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -153,24 +154,9 @@ def judge(trainer: Trainer, heldout: Corpus, step_s: float) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument(
-        "--baseline",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="also time a second trainer with these overrides, interleaved "
-        "(e.g. fused_step=false: the plain step)",
-    )
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--gen-seconds", type=float, default=4.0)
-    parser.add_argument("--skip", default="", help="comma list of: generate, judge")
-    parser.add_argument("--json", type=Path, help="append the figures as one JSON line")
-    args = parser.parse_args(argv)
+    """Measure training (MFU against the measured peaks), and generation and the judge unless --skip
+    names them; print the figures, append them to --json and return them."""
+    args = _parser().parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("mfu.py: --device cuda but torch sees no CUDA device")
@@ -216,7 +202,29 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     return r
 
 
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also time a second trainer with these overrides, interleaved "
+        "(e.g. fused_step=false: the plain step)",
+    )
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--gen-seconds", type=float, default=4.0)
+    parser.add_argument("--skip", default="", help="comma list of: generate, judge")
+    parser.add_argument("--json", type=Path, help="append the figures as one JSON line")
+    return parser
+
+
 def report(r: dict) -> None:
+    """Print the figures `main` measured, a line per part."""
     name = (
         torch.cuda.get_device_name()
         if r["device"] == "cuda"

@@ -52,12 +52,23 @@ from samplegan_tune.metrics import (
 from samplegan_tune.scale import reference_sets
 
 RATE, PRIMER_S, LOOP = 16000, 3.0, 500
-SHOWN = (SCORE, MUSIC_FD, TAG_KL, DRIFTS["key"], DRIFTS["tempo"], FAD_INF, REPETITION, CHANGE,
-         NOISE_SPREAD)  # fmt: skip
+SHOWN = (
+    SCORE,
+    MUSIC_FD,
+    TAG_KL,
+    DRIFTS["key"],
+    DRIFTS["tempo"],
+    FAD_INF,
+    REPETITION,
+    CHANGE,
+    NOISE_SPREAD,
+)
 CLI = [sys.executable, "-m", "samplegan_tune.cli"]
 
 
 def run(*args: str, timeout: float | None = None) -> str:
+    """Run a `samplegan-tune` command in a subprocess and return its stdout; exit with the tails of
+    its output when it fails."""
     done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise SystemExit(
@@ -67,8 +78,21 @@ def run(*args: str, timeout: float | None = None) -> str:
 
 
 def searched_model(train: list[str], space: str, budget: float, out: Path) -> Path:
-    said = run("search", "--space", space, "--data", *train, "--time-budget", str(budget),
-               "--storage", str(out), "--name", "search")  # fmt: skip
+    """Run a `budget`-second search over `space` on `train` in `out`, print its leaderboard, and
+    export rank 1; returns the exported folder, out/best."""
+    said = run(
+        "search",
+        "--space",
+        space,
+        "--data",
+        *train,
+        "--time-budget",
+        str(budget),
+        "--storage",
+        str(out),
+        "--name",
+        "search",
+    )
     # The search's own end: its leaderboard (rank 1, the final fit, the budget split).
     print(said[said.find("# Leaderboard") :], flush=True)
     run("export", str(out / "search"), "--rank", "1", "--out", str(out / "best"))
@@ -99,15 +123,34 @@ def points(path: str, count: int, seconds: float) -> list[float]:
     return [first + (last - first) * (i + 0.5) / count for i in range(count)]
 
 
-def generated(model: Path, unseen: list[str], ends: dict[str, list[float]], seconds: float,
-              seed: int, work: Path) -> torch.Tensor:  # fmt: skip
+def generated(
+    model: Path,
+    unseen: list[str],
+    ends: dict[str, list[float]],
+    seconds: float,
+    seed: int,
+    work: Path,
+) -> torch.Tensor:
     """(P, T) the model's continuations of every primer, as `generate` writes them."""
     clips = []
     for path in unseen:
         for end in ends[path]:
             wav = work / f"{model.name}-{seed}-{len(clips)}.wav"
-            run("generate", str(model), "--prime", path, "--offset", f"{end:.3f}", "--seconds",
-                str(seconds), "--seed", str(seed), "--out", str(wav), "--force")  # fmt: skip
+            run(
+                "generate",
+                str(model),
+                "--prime",
+                path,
+                "--offset",
+                f"{end:.3f}",
+                "--seconds",
+                str(seconds),
+                "--seed",
+                str(seed),
+                "--out",
+                str(wav),
+                "--force",
+            )
             clips.append(load_audio(wav, RATE))
     return torch.stack(clips)
 
@@ -124,8 +167,15 @@ def windows(unseen: list[str], ends: dict[str, list[float]], seconds: float) -> 
     return torch.stack(rows)
 
 
-def row(name: str, clips: torch.Tensor, again: torch.Tensor | None, primers: torch.Tensor,
-        reference: RealReference) -> str:  # fmt: skip
+def row(
+    name: str,
+    clips: torch.Tensor,
+    again: torch.Tensor | None,
+    primers: torch.Tensor,
+    reference: RealReference,
+) -> str:
+    """One table row of a set of clips: the shown metrics, the worst 1-s loudness gap to the
+    primers, the mean dBFS of each second, and the detectors that fire."""
     values, _ = evaluate_clips(clips, reference, again, primers=primers)
     fired = rollout_reasons(clips, reference, noise_spread=values[NOISE_SPREAD])
     level = rms_dbfs(primers)[:, None]  # (P, 1)
@@ -138,38 +188,15 @@ def row(name: str, clips: torch.Tensor, again: torch.Tensor | None, primers: tor
         return "n/a" if value is None or not math.isfinite(value) else f"{value:.3g}"
 
     cells = [show(k) for k in SHOWN]
-    return (f"| {name} | {' | '.join(cells)} | {gap:.1f} | {seconds} | "
-            f"{', '.join(fired) or 'none'} |")  # fmt: skip
+    return (
+        f"| {name} | {' | '.join(cells)} | {gap:.1f} | {seconds} | {', '.join(fired) or 'none'} |"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train", nargs="+", required=True, help="music to train on")
-    parser.add_argument("--unseen", nargs="+", required=True, help="tracks never trained on")
-    parser.add_argument("--budget", type=float, default=1800.0, help="seconds, each side")
-    parser.add_argument("--space", default="narrow")
-    parser.add_argument("--points", type=int, default=4, help="primers per unseen track")
-    parser.add_argument("--seconds", type=float, default=8.0, help="continuation length")
-    parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="continuation-")))
-    parser.add_argument(
-        "--model",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "PATH"),
-        help="also continue with this trained model (run, checkpoint or export)",
-    )
-    parser.add_argument(
-        "--sides",
-        default="search,default",
-        help="which trained sides to run: search, default or both (the default needs no Ray)",
-    )
-    parser.add_argument(
-        "--no-train",
-        action="store_true",
-        help="skip the search and the default run: only the --model entries",
-    )
-    args = parser.parse_args()  # fmt: skip
+    """Train the sides asked for, continue every unseen primer with each model and reference, save a
+    spectrogram PNG per set in --out, and print the table."""
+    args = _parser().parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     models = {name: Path(path) for name, path in args.model}
     sides = set() if args.no_train else set(args.sides.split(","))
@@ -196,12 +223,44 @@ def main() -> None:
         save_png(db, args.out / f"set{i}.png", low, high, args.seconds)
         print(f"set{i}.png: {name}")
     print(f"{len(both)} primers of {len(args.unseen)} unseen track(s); spectrograms: {args.out}")
-    print("| set | score ↓ | music_fd | tag_kl | key drift | tempo drift | FAD∞ (log-mel) | "
-          "repetition | change | noise spread | worst 1-s gap to primer (dB) | dBFS per second "
-          "| detectors |\n|" + "---|" * 13)  # fmt: skip
+    print(
+        "| set | score ↓ | music_fd | tag_kl | key drift | tempo drift | FAD∞ (log-mel) | "
+        "repetition | change | noise spread | worst 1-s gap to primer (dB) | dBFS per second "
+        "| detectors |\n|" + "---|" * 13
+    )
     for name, (clips, again) in sets.items():
         print(row(name, clips, again, both[:, :primer], reference))
     print(real_range(reference))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--train", nargs="+", required=True, help="music to train on")
+    parser.add_argument("--unseen", nargs="+", required=True, help="tracks never trained on")
+    parser.add_argument("--budget", type=float, default=1800.0, help="seconds, each side")
+    parser.add_argument("--space", default="narrow")
+    parser.add_argument("--points", type=int, default=4, help="primers per unseen track")
+    parser.add_argument("--seconds", type=float, default=8.0, help="continuation length")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="continuation-")))
+    parser.add_argument(
+        "--model",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "PATH"),
+        help="also continue with this trained model (run, checkpoint or export)",
+    )
+    parser.add_argument(
+        "--sides",
+        default="search,default",
+        help="which trained sides to run: search, default or both (the default needs no Ray)",
+    )
+    parser.add_argument(
+        "--no-train",
+        action="store_true",
+        help="skip the search and the default run: only the --model entries",
+    )
+    return parser
 
 
 def real_range(reference: RealReference) -> str:

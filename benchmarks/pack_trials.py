@@ -64,6 +64,8 @@ def packed(count: int, sets: list[str], device: str, seconds: float) -> tuple[fl
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    """For each of --counts, train that many trials side by side; print a table row per count and
+    return the rows (appended to --json as well)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4, 8])

@@ -39,19 +39,30 @@ params:
   max_gain_db: {uniform: [3.0, 12.0]}
 """
 SETTINGS = SearchSettings(
-    max_reports=6, steps_per_report=10, grace_period=1, reduction_factor=2,
-    eval_rollouts=4, eval_seconds=1.0,
-)  # fmt: skip
+    max_reports=6,
+    steps_per_report=10,
+    grace_period=1,
+    reduction_factor=2,
+    eval_rollouts=4,
+    eval_seconds=1.0,
+)
 
 
 def run_one(root: Path, seed: int, trials: int, baseline: bool, data: object) -> list[dict]:
     """Run one search; returns every report as {time, trial, score, collapsed}."""
     name = f"{'baseline' if baseline else 'ours'}-{seed}"
     exp = Experiment(
-        name=name, folder=root / name, tune_storage=str(root), space_name="bench",
-        space_yaml=SPACE, settings=SETTINGS, data=["synthetic"], num_samples=trials, seed=seed,
+        name=name,
+        folder=root / name,
+        tune_storage=str(root),
+        space_name="bench",
+        space_yaml=SPACE,
+        settings=SETTINGS,
+        data=["synthetic"],
+        num_samples=trials,
+        seed=seed,
         baseline=False,  # the samplers alone are compared: no defaults point on either side
-    )  # fmt: skip
+    )
     exp.save()
     grid = search.build_tuner(exp, data, baseline=baseline).fit()
     search.close_open_trials(exp)
@@ -62,8 +73,14 @@ def run_one(root: Path, seed: int, trials: int, baseline: bool, data: object) ->
             continue
         for _, row in frame.iterrows():
             reason = row.get(REASON_METRIC) or ""
-            reports.append({"time": row["timestamp"], "trial": result.path, "score": row[SCORE],
-                            "collapsed": bool(reason)})  # fmt: skip
+            reports.append(
+                {
+                    "time": row["timestamp"],
+                    "trial": result.path,
+                    "score": row[SCORE],
+                    "collapsed": bool(reason),
+                }
+            )
     return sorted(reports, key=lambda r: r["time"])
 
 
@@ -82,6 +99,8 @@ def collapsed_share(reports: list[dict]) -> float:
 
 
 def main() -> None:
+    """For each seed, run the baseline and our search with the same trials; print the compute each
+    needed to reach the baseline's best score, and the median ratio."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -89,14 +108,18 @@ def main() -> None:
     args = parser.parse_args()
     parse_space("bench", __import__("yaml").safe_load(SPACE))  # fail fast on a bad space
     root = Path(tempfile.mkdtemp(prefix="search-efficiency-"))
-    probe = Experiment("probe", root / "probe", str(root), "bench", SPACE, SETTINGS,
-                       ["synthetic"], 1)  # fmt: skip
+    probe = Experiment(
+        "probe", root / "probe", str(root), "bench", SPACE, SETTINGS, ["synthetic"], 1
+    )
     data = prepare_trial_data(probe)
     connect_ray(None, args.num_cpus)
     ratios = []
-    print("| seed | baseline best score | baseline reports to reach it | ours | ratio | "
-          "reports on collapsed trials (baseline / ours) | reports run (baseline / ours) |\n"
-          "|---|---|---|---|---|---|---|", flush=True)  # fmt: skip
+    print(
+        "| seed | baseline best score | baseline reports to reach it | ours | ratio | "
+        "reports on collapsed trials (baseline / ours) | reports run (baseline / ours) |\n"
+        "|---|---|---|---|---|---|---|",
+        flush=True,
+    )
     for seed in args.seeds:
         base = run_one(root, seed, args.trials, True, data)
         ours = run_one(root, seed, args.trials, False, data)

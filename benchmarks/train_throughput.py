@@ -24,43 +24,46 @@ from samplegan_tune.rollout import crossfade_join
 from samplegan_tune.trainer import Trainer
 
 
+def _flat_unroll(t: Trainer, windows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The rollout of Trainer.step(), written flat: fakes, reals, latents, the sequences,
+    the AE pair, gains and anchors."""
+    cfg, c, s, f = t.cfg, t.cfg.context, t.cfg.segment, t.cfg.crossfade
+    free = torch.rand(windows.shape[0], generator=t.rng).to(t.device) < cfg.scheduled_sampling
+    context, pending, fakes, lats, emitted, gains = windows[:, :c], None, [], [], [], []
+    anchor = context_rms(context)
+    for k in range(cfg.rollout_steps):
+        if k:
+            own = torch.cat([context[:, s:], emitted[-1].detach()], 1)
+            context = torch.where(free[:, None], own, windows[:, k * s : k * s + c])
+        noise = torch.randn(windows.shape[0], cfg.noise_dim, generator=t.rng).to(t.device)
+        with t._autocast():
+            out = t.model(context, noise, anchor)
+        if k == 0:
+            ae = (out["recon"], out["ae_in"])
+        e, pending = crossfade_join(pending, out["fake"].float(), s)
+        fakes.append(out["fake"].float()), lats.append(out["latent"]), emitted.append(e)
+        gains.append(out["gain_db"])
+    real = torch.stack(
+        [windows[:, c + k * s : c + k * s + s + f] for k in range(cfg.rollout_steps)], 1
+    ).flatten(0, 1)
+    seq_real = windows[:, c : c + cfg.rollout_steps * s]
+    return (
+        torch.stack(fakes, 1).flatten(0, 1),
+        real,
+        torch.stack(lats, 1).flatten(0, 1),
+        torch.cat(emitted, 1),
+        seq_real,
+        *ae,
+        torch.stack(gains, 1).flatten(0, 1),
+        anchor.repeat_interleave(cfg.rollout_steps, dim=0),
+    )
+
+
 def hand_written_step(t: Trainer, windows: torch.Tensor) -> None:
     """The same computation as Trainer.step() in its adversarial phase, written flat."""
-    cfg, c, s, f = t.cfg, t.cfg.context, t.cfg.segment, t.cfg.crossfade
-
-    def unroll() -> tuple[torch.Tensor, ...]:
-        free = torch.rand(windows.shape[0], generator=t.rng).to(t.device) < cfg.scheduled_sampling
-        context, pending, fakes, lats, emitted, gains = windows[:, :c], None, [], [], [], []
-        anchor = context_rms(context)
-        for k in range(cfg.rollout_steps):
-            if k:
-                own = torch.cat([context[:, s:], emitted[-1].detach()], 1)
-                context = torch.where(free[:, None], own, windows[:, k * s : k * s + c])
-            noise = torch.randn(windows.shape[0], cfg.noise_dim, generator=t.rng).to(t.device)
-            with t._autocast():
-                out = t.model(context, noise, anchor)
-            if k == 0:
-                ae = (out["recon"], out["ae_in"])
-            e, pending = crossfade_join(pending, out["fake"].float(), s)
-            fakes.append(out["fake"].float()), lats.append(out["latent"]), emitted.append(e)
-            gains.append(out["gain_db"])
-        real = torch.stack(
-            [windows[:, c + k * s : c + k * s + s + f] for k in range(cfg.rollout_steps)], 1
-        ).flatten(0, 1)
-        seq_real = windows[:, c : c + cfg.rollout_steps * s]
-        return (
-            torch.stack(fakes, 1).flatten(0, 1),
-            real,
-            torch.stack(lats, 1).flatten(0, 1),
-            torch.cat(emitted, 1),
-            seq_real,
-            *ae,
-            torch.stack(gains, 1).flatten(0, 1),
-            anchor.repeat_interleave(cfg.rollout_steps, dim=0),
-        )
-
+    cfg, s = t.cfg, t.cfg.segment
     with torch.no_grad():
-        fake, real, lat, seq_fake, seq_real, *_ = unroll()
+        fake, real, lat, seq_fake, seq_real, *_ = _flat_unroll(t, windows)
     with t._autocast():
         (rl, _), (fl, _) = t.d(real, lat), t.d(fake, lat)
         sr, sf = t.seq_d(seq_real)[0], t.seq_d(seq_fake)[0]
@@ -71,7 +74,7 @@ def hand_written_step(t: Trainer, windows: torch.Tensor) -> None:
     t.opt_d.step()
     losses.d_accuracy(rl, fl)
 
-    fake, real, lat, seq_fake, seq_real, recon, ae_in, gain, anchors = unroll()
+    fake, real, lat, seq_fake, seq_real, recon, ae_in, gain, anchors = _flat_unroll(t, windows)
     with t._autocast():
         fl, ff = t.d(fake, lat.detach())
         with torch.no_grad():
@@ -103,6 +106,9 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(device: torch.device, steps: int, warmup: int) -> dict[str, float]:
+    """Time Trainer.step() and the hand-written step, alternating, `steps` times after `warmup`;
+    returns the medians of steps/s, segments/s, the hand-written / Trainer time ratio and the
+    sampling share."""
     cfg = TrainConfig(fused_step=False)  # the plain step: the same work as the loop below
     corpus = Corpus.from_items(synthetic_songs(seconds=120.0, seed=0), cfg.sample_rate)
     trainer = Trainer(cfg, corpus, device=device)
@@ -134,6 +140,7 @@ def measure(device: torch.device, steps: int, warmup: int) -> dict[str, float]:
 
 
 def main() -> None:
+    """Measure and print the throughput on each device asked for (CUDA skipped when absent)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)

@@ -27,18 +27,34 @@ SPACE = {"description": "one default trial", "fixed": {}, "params": {"seed": {"i
 
 
 def main() -> None:
+    """Run one trial through the real search path and print the shares of its wall time spent
+    training, evaluating and in the rest."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reports", type=int, default=4)
     parser.add_argument("--steps-per-report", type=int, default=100)
     parser.add_argument("--num-cpus", type=int, default=2)
     args = parser.parse_args()
     settings = SearchSettings(
-        num_samples=1, steps_per_report=args.steps_per_report, max_reports=args.reports,
-        grace_period=args.reports, cpus_per_trial=args.num_cpus, eval_rollouts=8, eval_seconds=1.0,
-    )  # fmt: skip
+        num_samples=1,
+        steps_per_report=args.steps_per_report,
+        max_reports=args.reports,
+        grace_period=args.reports,
+        cpus_per_trial=args.num_cpus,
+        eval_rollouts=8,
+        eval_seconds=1.0,
+    )
     root = Path(tempfile.mkdtemp(prefix="tune-overhead-"))
-    exp = Experiment("overhead", root / "overhead", str(root), "one", yaml.safe_dump(SPACE),
-                     settings, ["synthetic"], 1, baseline=False)  # fmt: skip
+    exp = Experiment(
+        "overhead",
+        root / "overhead",
+        str(root),
+        "one",
+        yaml.safe_dump(SPACE),
+        settings,
+        ["synthetic"],
+        1,
+        baseline=False,
+    )
     data = prepare_trial_data(exp)
     exp.save()
     connect_ray(None, args.num_cpus)

@@ -28,6 +28,7 @@ CHECKSUM = "weights_sha256"  # in the manifest (exports from before it have none
 
 
 def is_export(path: str | Path) -> bool:
+    """Whether `path` is an exported model's folder (it holds the manifest)."""
     return (Path(path) / MANIFEST).is_file()
 
 

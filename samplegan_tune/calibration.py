@@ -27,8 +27,18 @@ RATE = 16000
 PRIMER_SECONDS = 3.0
 CONTINUATION_SECONDS = 8.0
 REFERENCE_CLIPS = 32
-GROSS = ("grains 10 ms", "gate 40–120 ms", "drone", "noise 0 dB", "static", "silence −80 dBFS",
-         "loop 500 samples", "loop 4096 samples", "loop 1 s", "repeated last second")  # fmt: skip
+GROSS = (
+    "grains 10 ms",
+    "gate 40–120 ms",
+    "drone",
+    "noise 0 dB",
+    "static",
+    "silence −80 dBFS",
+    "loop 500 samples",
+    "loop 4096 samples",
+    "loop 1 s",
+    "repeated last second",
+)
 """Cases that must be flagged by a detector or score ≥ `GROSS_RATIO` × the truth."""
 GROSS_RATIO = 1.5
 AUDIBLE = ("speed ×1.19", "speed ×0.84", "grains 50 ms")
@@ -68,6 +78,7 @@ class Row:
 
     @property
     def score(self) -> float:
+        """The judge's score of this case (its quality/score value)."""
         return float(self.values[SCORE])
 
 
@@ -133,8 +144,10 @@ def violations(
         ratio = slack if rule.worse in NEAR_INAUDIBLE and rule.better == "truth" else rule.ratio
         need = ratio * score[rule.better]
         if not (score[rule.worse] > need if ratio == 1.0 else score[rule.worse] >= need):
-            broken.append(f"{rule.worse} {score[rule.worse]:.3g} < {rule.ratio:g} × "
-                          f"{rule.better} {score[rule.better]:.3g}")  # fmt: skip
+            broken.append(
+                f"{rule.worse} {score[rule.worse]:.3g} < {rule.ratio:g} × "
+                f"{rule.better} {score[rule.better]:.3g}"
+            )
     for name in QUIET:
         if by_name[name].detectors:
             broken.append(f"{name}: detectors {', '.join(by_name[name].detectors)} fire")

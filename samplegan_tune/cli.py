@@ -25,6 +25,7 @@ PRIMER_SECONDS = 1.0  # the primer a continuation follows (the model reads its l
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `samplegan-tune` parser with every command (each command's --help shows defaults)."""
     parser = argparse.ArgumentParser(
         prog="samplegan-tune",
         description="Autoencoder-seeded raw-audio GAN: train, search, rank, export, generate.",
@@ -79,29 +80,48 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_TRAIN_OUT, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--force", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="auto: CUDA when present, else CPU")  # fmt: skip
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto: CUDA when present, else CPU",
+    )
     p.add_argument("--log-every", type=int, default=25, help="steps between progress lines")
     p.add_argument("--eval-every", type=int, default=250, help="steps between evaluations")
     p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
-    p.add_argument("--cache-dir", help="prepared-corpus cache (none: $SAMPLEGAN_CACHE or "
-                   "~/.cache/samplegan-tune)")  # fmt: skip
+    p.add_argument(
+        "--cache-dir",
+        help="prepared-corpus cache (none: $SAMPLEGAN_CACHE or ~/.cache/samplegan-tune)",
+    )
 
 
 def _add_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="an exported folder, a train run folder or a checkpoint .pt")
     p.add_argument("--seconds", type=float, required=True, help="length of the continuation")
     p.add_argument("--out", type=Path, required=True, help="the WAV file to write")
-    p.add_argument("--prime", help="audio file whose audio before --offset seeds the context "
-                   "(none: quiet noise)")  # fmt: skip
-    p.add_argument("--offset", type=float, metavar="SECONDS",
-                   help="where in --prime the primer ends (none: the file's end)")  # fmt: skip
-    p.add_argument("--level-dbfs", type=float, metavar="DB",
-                   help="play the continuation as if the primer were at this RMS level "
-                   "(none: it follows the primer's)")  # fmt: skip
+    p.add_argument(
+        "--prime",
+        help="audio file whose audio before --offset seeds the context (none: quiet noise)",
+    )
+    p.add_argument(
+        "--offset",
+        type=float,
+        metavar="SECONDS",
+        help="where in --prime the primer ends (none: the file's end)",
+    )
+    p.add_argument(
+        "--level-dbfs",
+        type=float,
+        metavar="DB",
+        help="play the continuation as if the primer were at this RMS level "
+        "(none: it follows the primer's)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seeds the generator's noise")
-    p.add_argument("--include-prime", action="store_true",
-                   help=f"put the primer (≤ {PRIMER_SECONDS:g} s) before it")  # fmt: skip
+    p.add_argument(
+        "--include-prime",
+        action="store_true",
+        help=f"put the primer (≤ {PRIMER_SECONDS:g} s) before it",
+    )
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="where to run")
 
@@ -110,6 +130,7 @@ MAX_GENERATE_SECONDS = 3600.0  # an hour of audio: beyond it, a typo rather than
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command in `argv`; returns the exit status (2: bad input, 130: interrupted)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="warning: %(message)s", stream=sys.stderr)
     handlers = {
@@ -134,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """`train`: train one model in --out (or --resume it); returns 1 when it collapsed, else 0."""
     from samplegan_tune.checkpoint import LAST, load_checkpoint
     from samplegan_tune.config import TrainConfig
     from samplegan_tune.fileio import check_output_dir
@@ -192,6 +214,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    """`generate`: write --seconds of the model's continuation of --prime (or of an unprimed
+    context) to the WAV file --out."""
     import torch
 
     from samplegan_tune.artifact import load_any_model

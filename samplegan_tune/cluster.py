@@ -64,8 +64,9 @@ def _our_checks(raw: dict[str, Any], prepared: dict[str, Any]) -> None:
     _check_head_runs_nothing(raw, prepared)
     _check_gpus_declared(prepared)
     _check_token_auth(raw)
-    commands = [str(c) for key in ("setup_commands", "head_setup_commands")
-                for c in raw.get(key) or []]  # fmt: skip
+    commands = [
+        str(c) for key in ("setup_commands", "head_setup_commands") for c in raw.get(key) or []
+    ]
     if not any("pip" in c and re.search(r"samplegan[-_]tune", c) for c in commands):
         raise UserInputError("setup_commands: none installs this project (samplegan-tune)")
     if _multi_node(prepared) and not any(STORAGE_VAR in c for c in commands):

@@ -139,6 +139,7 @@ class CollapseMonitor:
         return {"d_run": self._d_run, "grad_run": self._grad_run}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Take back the counters `state_dict` saved."""
         self._d_run, self._grad_run = int(state["d_run"]), int(state["grad_run"])
 
     def check_rollouts(

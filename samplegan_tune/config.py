@@ -28,6 +28,8 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The trainer's whole configuration; `from_dict` builds a validated one from plain values."""
+
     # --- data ---
     sample_rate: int = 16000  # Hz; every corpus is resampled to this
     normalise_dbfs: float = -20.0  # per-file loudness normalisation target; nan disables
@@ -124,9 +126,11 @@ class TrainConfig:
         return config
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain value (what `from_dict` takes back)."""
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with `changes` applied, validated as `from_dict` validates."""
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
     @property

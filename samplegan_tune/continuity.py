@@ -71,8 +71,9 @@ def _frames(x: torch.Tensor, n_fft: int) -> torch.Tensor:
 def _log_mel(power: torch.Tensor, n_fft: int, sample_rate: int) -> torch.Tensor:
     """(B, F, n_fft / 2 + 1) power -> (B, F, N_MELS) natural-log mel power, floored 60 dB below
     the clip's mean band power (and at −100 dB) so silence and side lobes stay finite and mute."""
-    fbank = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, N_MELS,
-                                                  sample_rate)  # fmt: skip
+    fbank = torchaudio.functional.melscale_fbanks(
+        n_fft // 2 + 1, 0.0, sample_rate / 2, N_MELS, sample_rate
+    )
     mel = power @ fbank
     return torch.log(mel + RELATIVE_FLOOR * mel.mean((1, 2), keepdim=True) + LOG_FLOOR)
 
@@ -157,8 +158,9 @@ def tempo(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     shortest = max(1, math.floor(60.0 * rate / TEMPO_RANGE_BPM[1]))
     longest = max(shortest + 2, min(math.ceil(60.0 * rate / TEMPO_RANGE_BPM[0]), acf.shape[1] // 2))
     lags = torch.arange(shortest, longest + 1, dtype=torch.float64)
-    prior = torch.exp(-0.5 * (torch.log2(60.0 * rate / lags / TEMPO_PRIOR_BPM)
-                              / TEMPO_PRIOR_OCTAVES) ** 2)  # fmt: skip
+    prior = torch.exp(
+        -0.5 * (torch.log2(60.0 * rate / lags / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_OCTAVES) ** 2
+    )
     acf = torch.nn.functional.pad(acf, (0, max(0, longest + 2 - acf.shape[1])))
     score = (acf[:, shortest : longest + 1] + 1e-9) * prior  # (B, L)
     best = score.argmax(1).clamp(1, len(lags) - 2)
@@ -245,8 +247,9 @@ def periodicity(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     frac = lags - below
     profile = acf[:, below] * (1 - frac) + acf[:, below + 1] * frac  # (B, L)
     half = STEPS_PER_OCTAVE // 2
-    trend = torch.nn.functional.avg_pool1d(profile[:, None], 2 * half + 1, 1, half,
-                                           count_include_pad=False)[:, 0]  # fmt: skip
+    trend = torch.nn.functional.avg_pool1d(
+        profile[:, None], 2 * half + 1, 1, half, count_include_pad=False
+    )[:, 0]
     return (profile - trend).float()
 
 

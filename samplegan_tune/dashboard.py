@@ -52,6 +52,7 @@ def command(exp: Experiment) -> str:
 
 
 def artifact_store(exp: Experiment) -> FileSystemArtifactStore:
+    """The experiment's Optuna artifact store (its ARTIFACT_DIR folder, created if missing)."""
     folder = exp.folder / ARTIFACT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(folder)
@@ -108,7 +109,12 @@ def _upload(
     artifact_id = str(uuid.uuid4())
     with open(path, "rb") as handle:
         store.write(artifact_id, handle)
-    meta = {"artifact_id": artifact_id, "filename": path.name,
-            "mimetype": MIMETYPES[path.suffix], "encoding": None}  # fmt: skip
-    storage.set_study_system_attr(study_id, f"{_TRIAL_PREFIX}{trial_id}:{artifact_id}",
-                                  json.dumps(meta))  # fmt: skip
+    meta = {
+        "artifact_id": artifact_id,
+        "filename": path.name,
+        "mimetype": MIMETYPES[path.suffix],
+        "encoding": None,
+    }
+    storage.set_study_system_attr(
+        study_id, f"{_TRIAL_PREFIX}{trial_id}:{artifact_id}", json.dumps(meta)
+    )

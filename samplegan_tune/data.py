@@ -72,6 +72,7 @@ class Corpus:
 
     @property
     def num_files(self) -> int:
+        """Number of files in the corpus."""
         return len(self.names)
 
     @property

@@ -364,16 +364,22 @@ def _degraded_cases(truth: torch.Tensor, primer: torch.Tensor, sr: int, seed: in
     t = truth
     return [
         *(Case(f"noise {v} dB", "noise", float(-v), add_noise(t, v, seed)) for v in (20, 10, 0)),
-        *(Case(f"low-pass {v // 1000} kHz", "low-pass", float(-v), low_pass(t, v, sr))
-          for v in (4000, 2000, 1000)),
-        *(Case(f"grains {v} ms", "grains", float(-v), shuffle_grains(t, v, sr, seed))
-          for v in (200, 50, 10)),
+        *(
+            Case(f"low-pass {v // 1000} kHz", "low-pass", float(-v), low_pass(t, v, sr))
+            for v in (4000, 2000, 1000)
+        ),
+        *(
+            Case(f"grains {v} ms", "grains", float(-v), shuffle_grains(t, v, sr, seed))
+            for v in (200, 50, 10)
+        ),
         *(_speed_case(t, primer, v, sr) for v in (3, -3)),
         Case("gate 40–120 ms", "gate", 0.5, gate(t, sr, seed)),
-        *(Case(f"clip {v:g} × peak", "clip", -20.0 * math.log10(v), clip(t, v))
-          for v in (0.5, 0.25, 0.1)),
+        *(
+            Case(f"clip {v:g} × peak", "clip", -20.0 * math.log10(v), clip(t, v))
+            for v in (0.5, 0.25, 0.1)
+        ),
         *(Case(f"quantise {v} bit", "quantise", float(-v), quantise(t, v)) for v in (8, 6, 4)),
-    ]  # fmt: skip
+    ]
 
 
 def _failure_cases(truth: torch.Tensor, primer: torch.Tensor, sr: int, seed: int) -> list[Case]:

@@ -36,10 +36,13 @@ class DiskGuard(tune.Callback):
         self._largest_checkpoint, self._last_check = 0, 0.0
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **_) -> None:
+        """Remember the size in bytes of the largest checkpoint written so far."""
         size = sum(f.stat().st_size for f in Path(checkpoint.path).rglob("*") if f.is_file())
         self._largest_checkpoint = max(self._largest_checkpoint, size)
 
     def on_step_end(self, iteration: int, trials: list, **_) -> None:
+        """At most every CHECK_EVERY_S, stop the run (as Ctrl-C does) when the folder's disk has
+        less free space than `needed`."""
         now = time.monotonic()
         if self.full or now - self._last_check < CHECK_EVERY_S or not self.folder.is_dir():
             return
@@ -58,9 +61,11 @@ class DiskGuard(tune.Callback):
         return (running + 1) * self._largest_checkpoint + 2 * state + MARGIN
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **_) -> None:
+        """Stop the run when the trial's error says the disk is full."""
         self._check_error(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **_) -> None:
+        """Stop the run when the trial's error says the disk is full."""
         self._check_error(trial)
 
     def _check_error(self, trial: Any) -> None:

@@ -83,8 +83,16 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def evaluate_from_args(args: argparse.Namespace) -> int:
     """`run_evaluate` with the options of `add_evaluate_arguments`."""
     scale_segment = args.segment if args.scale else None
-    return run_evaluate(args.real, args.generated, args.sample_rate, args.json, args.embedding,
-                        args.clip_seconds, scale_segment, args.primers)  # fmt: skip
+    return run_evaluate(
+        args.real,
+        args.generated,
+        args.sample_rate,
+        args.json,
+        args.embedding,
+        args.clip_seconds,
+        scale_segment,
+        args.primers,
+    )
 
 
 def run_evaluate(
@@ -115,9 +123,6 @@ def run_evaluate(
         primers: files/folders, one file per generated file (sorted order): what each
             continues (module docstring); None leaves the drift metrics unavailable.
 
-    Returns:
-        0.
-
     Raises:
         UserInputError: a bad option, a missing path, an empty folder, no decodable audio, or
             no file as long as one clip; the message names the culprit.
@@ -128,11 +133,49 @@ def run_evaluate(
     from samplegan_tune.features import LogMelEmbedding, TorchScriptEmbedding
     from samplegan_tune.metrics import RealReference, evaluate_clips
 
+    _check_options(sample_rate, clip_seconds)
+    model = TorchScriptEmbedding(embedding) if embedding else LogMelEmbedding(sample_rate)
+    real_before, real_clips, gen_before, gen_clips = _load_sets(
+        real, generated, primers, sample_rate, clip_seconds
+    )
+    if scale_segment is not None:  # the even clips the reference, the odd ones the scale's
+        _check_scale_input(real_clips, scale_segment, clip_seconds, sample_rate)
+        real_clips, halves = real_clips[0::2], real_clips[1::2]
+        real_before = real_before if real_before is None else real_before[0::2]
+    with torch.no_grad():
+        reference = RealReference.from_clips(real_clips, sample_rate, model, primers=real_before)
+        values, reasons = evaluate_clips(gen_clips, reference, primers=gen_before)
+        fired = rollout_reasons(gen_clips, reference)
+        extra = {} if scale_segment is None else _scale(halves, reference, scale_segment, values)
+    counts = {"clips/real": len(real_clips), "clips/generated": len(gen_clips)}
+    report = {**values, REASON_METRIC: fired[0] if fired else None, DETECTORS: fired}
+    report.update({**counts, **extra})
+    print(_render(report, reasons, as_json))
+    return 0
+
+
+def _render(report: dict[str, object], reasons: dict[str, str], as_json: bool) -> str:
+    if as_json:  # unavailable metrics null, their reasons under "unavailable"
+        return json.dumps({**report, "unavailable": reasons}, indent=2, ensure_ascii=False)
+    return format_table(report, reasons)
+
+
+def _check_options(sample_rate: int, clip_seconds: float) -> None:
     if not MIN_RATE <= sample_rate <= MAX_RATE:  # as TrainConfig allows; 1e9 Hz ate 24 GB
         raise UserInputError(f"--sample-rate {sample_rate}: must be {MIN_RATE} ... {MAX_RATE} Hz")
     if not (math.isfinite(clip_seconds) and clip_seconds >= MIN_CLIP_SECONDS):
         raise UserInputError(f"--clip-seconds {clip_seconds}: must be ≥ {MIN_CLIP_SECONDS:g}")
-    model = TorchScriptEmbedding(embedding) if embedding else LogMelEmbedding(sample_rate)
+
+
+def _load_sets(
+    real: list[str],
+    generated: list[str],
+    primers: list[str] | None,
+    sample_rate: int,
+    clip_seconds: float,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(real primers, real clips, generated primers, generated clips); the primers are None
+    without `primers`. A silent --real set is refused."""
     real_before = gen_before = None
     if primers:
         real_before, real_clips = primed_clips(real, sample_rate, clip_seconds, "--real")
@@ -141,28 +184,7 @@ def run_evaluate(
         real_clips = load_clips(real, sample_rate, clip_seconds, "--real")
         gen_clips = load_clips(generated, sample_rate, clip_seconds, "--generated")
     _check_not_silent(real_clips)
-    if scale_segment is not None:
-        _check_scale_input(real_clips, scale_segment, clip_seconds, sample_rate)
-        real_clips, halves = real_clips[0::2], real_clips[1::2]
-        real_before = None if real_before is None else real_before[0::2]
-    with torch.no_grad():
-        reference = RealReference.from_clips(real_clips, sample_rate, model, primers=real_before)
-        values, reasons = evaluate_clips(gen_clips, reference, primers=gen_before)
-        fired = rollout_reasons(gen_clips, reference)
-        extra = {} if scale_segment is None else _scale(halves, reference, scale_segment, values)
-    report: dict[str, object] = {
-        **values,
-        REASON_METRIC: fired[0] if fired else None,
-        DETECTORS: fired,
-        "clips/real": len(real_clips),
-        "clips/generated": len(gen_clips),
-        **extra,
-    }
-    if as_json:
-        print(json.dumps({**report, "unavailable": reasons}, indent=2, ensure_ascii=False))
-    else:
-        print(format_table(report, reasons))
-    return 0
+    return real_before, real_clips, gen_before, gen_clips
 
 
 SILENT_DBFS = -80.0  # a --real set whose every clip is quieter holds no music to score against

@@ -58,6 +58,7 @@ class Experiment:
 
     @functools.cached_property
     def space(self) -> SearchSpace:
+        """The search space parsed from `space_yaml` (at smoke size for a `--smoke` search)."""
         space = parse_space(self.space_name, yaml.safe_load(self.space_yaml))
         return space.smoke() if self.smoke else space
 
@@ -102,9 +103,11 @@ class Experiment:
         return TrainConfig.from_dict(self.space.fixed)
 
     def optuna_storage(self) -> optuna.storages.RDBStorage:
+        """The Optuna storage: the SQLite file optuna.db in the experiment folder."""
         return optuna.storages.RDBStorage(f"sqlite:///{self.folder.resolve() / STUDY_FILE}")
 
     def save(self) -> None:
+        """Write search.json: every field but `folder`, so that a moved folder still loads."""
         values = dataclasses.asdict(self)
         del values["folder"]  # where search.json is: stored, it would pin the old place
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -196,6 +199,7 @@ class Experiment:
             raise UserInputError(f"{path}: holds no study named {self.name!r}")
 
     def study(self) -> optuna.Study:
+        """The experiment's Optuna study."""
         return optuna.load_study(study_name=self.name, storage=self.optuna_storage())
 
 

@@ -50,8 +50,11 @@ def export(experiment: str | Path, rank: int, out: str | Path, force: bool = Fal
     entry = entries[rank - 1]
     if entry.flags:
         flags = ", ".join(entry.flags)
-        print(f"warning: rank {rank} is flagged {flags}: no trial of {exp.name} passed the "
-              "collapse detectors; this is its best attempt", flush=True)  # fmt: skip
+        print(
+            f"warning: rank {rank} is flagged {flags}: no trial of {exp.name} passed the "
+            "collapse detectors; this is its best attempt",
+            flush=True,
+        )
     model, state = load_ranked_model(exp.folder, entry)
     manifest = {
         "format": FORMAT,

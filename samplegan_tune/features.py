@@ -23,8 +23,7 @@ STFT_SIZES = (256, 512, 1024)
 LOG_FLOOR = 1e-10  # power floor before a log: digital silence is −100 dB, not −inf
 SILENT_FRAME_POWER = 1e-9  # frames below −90 dBFS have no meaningful flatness
 _MAX_ABS = 100.0  # clamp before squaring: a diverged model's 1e30 must not overflow to inf
-LOAD_ERRORS = (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError,
-               pickle.PickleError)  # fmt: skip
+LOAD_ERRORS = (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.PickleError)
 """What loading a model or reference file may raise when the file is bad."""
 
 
@@ -56,6 +55,8 @@ class LogMelEmbedding:
         )
 
     def embed(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) audio -> log-mel frames (B, F, n_mels) and clip embeddings (B, 2 · n_mels): the
+        frames' mean and std."""
         frames = torch.log(self._mel(clips.float()) + LOG_FLOOR).transpose(1, 2)  # (B, F, D)
         return frames, torch.cat([frames.mean(1), frames.std(1, correction=0)], dim=1)
 
@@ -79,6 +80,8 @@ class TorchScriptEmbedding:
         self.id = "torchscript-" + hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
     def embed(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) audio -> frames (B, F, D) and clip embeddings (B, E) by the user's model;
+        UserInputError when it fails or returns the wrong shape or NaN/inf."""
         try:
             with torch.no_grad():
                 out = self._model(clips.float())
@@ -174,10 +177,12 @@ def kid(
         return _mmd2(x, y)
     size, rng = min(len(x), len(y), subset), torch.Generator().manual_seed(seed)
     draws = [
-        _mmd2(x[torch.randperm(len(x), generator=rng)[:size]],
-              y[torch.randperm(len(y), generator=rng)[:size]])
+        _mmd2(
+            x[torch.randperm(len(x), generator=rng)[:size]],
+            y[torch.randperm(len(y), generator=rng)[:size]],
+        )
         for _ in range(subsets)
-    ]  # fmt: skip
+    ]
     return sum(draws) / len(draws)
 
 
@@ -246,8 +251,9 @@ def power_frames(clips: torch.Tensor, n_fft: int) -> torch.Tensor:
     """(B, T) -> power spectra (B, F, n_fft / 2 + 1), Hann window, hop n_fft / 4, scaled so
     that white noise of variance s² has s² per bin."""
     window = torch.hann_window(n_fft)
-    spec = torch.stft(clips.float(), n_fft, n_fft // 4, window=window, center=False,
-                      return_complex=True)  # fmt: skip
+    spec = torch.stft(
+        clips.float(), n_fft, n_fft // 4, window=window, center=False, return_complex=True
+    )
     return spec.abs().pow(2).transpose(1, 2) / window.pow(2).sum()
 
 
@@ -272,8 +278,9 @@ def tail_statistics(clips: torch.Tensor, sample_rate: int) -> dict[str, torch.Te
     stuck waveform); "flux" the mean |frame-to-frame change| of its 64-band log-mel spectrum
     (≈ 0 for a static spectrum such as a steady tone)."""
     tail, n_fft = clips[:, clips.shape[1] // 2 :].float(), analysis_fft(sample_rate)
-    fbank = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, 64,
-                                                  sample_rate)  # fmt: skip
+    fbank = torchaudio.functional.melscale_fbanks(
+        n_fft // 2 + 1, 0.0, sample_rate / 2, 64, sample_rate
+    )
     mel = torch.log(power_frames(tail, n_fft) @ fbank + LOG_FLOOR)  # (B, F, 64)
     return {
         "level_db": rms_dbfs(tail),

@@ -170,15 +170,19 @@ def curves_svg(curves: dict[str, list[tuple[int, float]]], highlight: list[str])
         "report</text><text x='14' y='150' transform='rotate(-90 14 150)' "
         "text-anchor='middle'>quality/score (log scale, lower is better)</text>"
     )
-    legend = [
-        f"<text x='{width - 230}' y='{30 + 16 * i}' fill='{colour[t]}'>— {html.escape(t)}"
-        f"{' (rank ' + str(i + 1) + ')'}</text>"
-        for i, t in enumerate(highlight)
-    ]
-    legend.append(
-        f"<text x='{width - 230}' y='{30 + 16 * len(highlight)}' fill='#999'>— other trials</text>"
-    )
+    legend = _legend(highlight, colour, width - 230)
     return (
         f"<svg id='curves' width='{width}' height='{height}' role='img' font-size='11'>"
         f"{''.join(axes + lines + legend)}</svg>"
     )
+
+
+def _legend(highlight: list[str], colour: dict[str, str], x: int) -> list[str]:
+    """A line per highlighted trial (its rank), then one for the grey others."""
+    legend = [
+        f"<text x='{x}' y='{30 + 16 * i}' fill='{colour[t]}'>— {html.escape(t)}"
+        f"{' (rank ' + str(i + 1) + ')'}</text>"
+        for i, t in enumerate(highlight)
+    ]
+    legend.append(f"<text x='{x}' y='{30 + 16 * len(highlight)}' fill='#999'>— other trials</text>")
+    return legend

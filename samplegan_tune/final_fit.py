@@ -62,8 +62,11 @@ def run(exp: Experiment, data: TrialData, searched: float | None = None) -> bool
         print("[final fit] every trial collapsed: nothing to continue", flush=True)
         return False
     for config in configs:
-        print(f"[final fit] continuing trial {config[CONTINUES]} from its best checkpoint "
-              f"(step {config[START_STEP]}) for the last {seconds:.0f} s", flush=True)  # fmt: skip
+        print(
+            f"[final fit] continuing trial {config[CONTINUES]} from its best checkpoint "
+            f"(step {config[START_STEP]}) for the last {seconds:.0f} s",
+            flush=True,
+        )
     return search.fit(_tuner(exp, trainable, configs, seconds), exp)
 
 
@@ -90,8 +93,13 @@ def picks(exp: Experiment) -> list[dict[str, Any]]:
             continue
         where = "/".join(PurePosixPath(best.checkpoint.path).parts[-2:])  # trial_X/checkpoint_N
         config = dict(by_id[summary.trial_id].config)
-        config.update({CONTINUES: summary.trial_id, START: where,
-                       START_STEP: int(best.metrics.get("step", 0))})  # fmt: skip
+        config.update(
+            {
+                CONTINUES: summary.trial_id,
+                START: where,
+                START_STEP: int(best.metrics.get("step", 0)),
+            }
+        )
         configs.append(config)
     return configs
 

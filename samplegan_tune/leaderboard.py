@@ -38,6 +38,9 @@ class Entry:
 
 @dataclass
 class Leaderboard:
+    """A ranked search's entries, with the score scale, the rejected trials, the budget split and
+    the tie margin."""
+
     entries: list[Entry]
     scale: dict[str, float] = field(default_factory=dict)  # reference -> quality/score
     rejected: dict[str, list[str]] = field(default_factory=dict)  # trial -> detectors
@@ -55,14 +58,19 @@ def sig3(value: Any) -> Any:
 def write_leaderboard(folder: Path, board: Leaderboard) -> None:
     """Write leaderboard.json (everything), .csv (one row per entry) and .md (both tables)."""
     data = {
-        "scale": board.scale, "rejected": board.rejected, "budget": board.budget,
-        "tie": board.tie, "entries": [asdict(e) for e in board.entries],
-    }  # fmt: skip
+        "scale": board.scale,
+        "rejected": board.rejected,
+        "budget": board.budget,
+        "tie": board.tie,
+        "entries": [asdict(e) for e in board.entries],
+    }
     with atomic_path(folder / f"{LEADERBOARD}.json") as path:  # a full disk: OutputError
         path.write_text(json.dumps(data, indent=2))
     # The scale rides along in every CSV row, so a spreadsheet can place each score too.
-    rows = [{**_row(e, board.scale), **{f"scale: {k}": sig3(v) for k, v in board.scale.items()}}
-            for e in board.entries]  # fmt: skip
+    rows = [
+        {**_row(e, board.scale), **{f"scale: {k}": sig3(v) for k, v in board.scale.items()}}
+        for e in board.entries
+    ]
     columns = list(rows[0]) if rows else ["rank", "trial", "final score", "position"]
     with atomic_path(folder / f"{LEADERBOARD}.csv") as path, open(path, "w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=columns)
@@ -76,22 +84,34 @@ def write_leaderboard(folder: Path, board: Leaderboard) -> None:
 def _markdown(board: Leaderboard, columns: list[str], rows: list[dict[str, Any]]) -> str:
     lines = ["# Leaderboard (quality/score, lower is better)", ""]
     if board.scale:
-        lines += ["Scale: the same metrics on references that continue held-out primers "
-                  "(position: 0 = real music, 1 = a looped segment).", "",
-                  "| reference | quality/score | position |", "|---|---|---|"]  # fmt: skip
-        lines += [f"| {name} | {sig3(score)} | {sig3(position(score, board.scale))} |"
-                  for name, score in board.scale.items()]  # fmt: skip
+        lines += [
+            "Scale: the same metrics on references that continue held-out primers "
+            "(position: 0 = real music, 1 = a looped segment).",
+            "",
+            "| reference | quality/score | position |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {sig3(score)} | {sig3(position(score, board.scale))} |"
+            for name, score in board.scale.items()
+        ]
         lines.append("")
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
     if board.tie:
-        lines += ["", f"Scores within {100 * board.tie:.0f} % of the best left are a tie: the "
-                  "checkpoint with more adversarial steps ranks first."]  # fmt: skip
+        lines += [
+            "",
+            f"Scores within {100 * board.tie:.0f} % of the best left are a tie: the "
+            "checkpoint with more adversarial steps ranks first.",
+        ]
     if board.budget:
         lines += ["", budget_line(board)]
     if any(e.flags for e in board.entries):
-        lines += ["", "**No trial passed the collapse detectors.** These are the best attempts, "
-                  "each flagged (column `flagged`) with the failure it shows."]  # fmt: skip
+        lines += [
+            "",
+            "**No trial passed the collapse detectors.** These are the best attempts, "
+            "each flagged (column `flagged`) with the failure it shows.",
+        ]
     if board.rejected:
         lines += ["", "Candidates left off: they collapse when they play for longer:", ""]
         lines += [f"- trial {t}: {', '.join(r)}" for t, r in board.rejected.items()]
@@ -107,8 +127,10 @@ def budget_line(board: Leaderboard) -> str:
     line = f"Budget: {total} training steps: {shares}." if total else "Budget: no steps trained."
     if board.entries:
         top = board.entries[0]
-        line += (f" Rank 1 trained {top.step} steps, {top.adversarial_steps} of them adversarial "
-                 "(after stage 1 and D's warm-up).")  # fmt: skip
+        line += (
+            f" Rank 1 trained {top.step} steps, {top.adversarial_steps} of them adversarial "
+            "(after stage 1 and D's warm-up)."
+        )
     return line
 
 
@@ -136,9 +158,13 @@ def read_leaderboard(folder: Path) -> Leaderboard:
     data = json.loads(path.read_text())
     if isinstance(data, list):  # written before the scale existed
         data = {"entries": data}
-    return Leaderboard([Entry(**e) for e in data["entries"]], data.get("scale", {}),
-                       data.get("rejected", {}), data.get("budget", {}),
-                       data.get("tie", 0.0))  # fmt: skip
+    return Leaderboard(
+        [Entry(**e) for e in data["entries"]],
+        data.get("scale", {}),
+        data.get("rejected", {}),
+        data.get("budget", {}),
+        data.get("tie", 0.0),
+    )
 
 
 def describe_position(score: float, scale: dict[str, float]) -> str:
@@ -146,5 +172,7 @@ def describe_position(score: float, scale: dict[str, float]) -> str:
     where = position(score, scale)
     if not math.isfinite(where):
         return ""
-    return f"{sig3(where)} of the way from {REAL} ({sig3(scale[REAL])}) to a {LOOPED} " \
-           f"({sig3(scale[LOOPED])})"  # fmt: skip
+    return (
+        f"{sig3(where)} of the way from {REAL} ({sig3(scale[REAL])}) to a {LOOPED} "
+        f"({sig3(scale[LOOPED])})"
+    )

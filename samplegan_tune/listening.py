@@ -165,9 +165,12 @@ def _trial_block(entry: Entry, figures: list[str], scale: dict[str, float]) -> s
         for k, v in sorted(entry.params.items())
     )
     where = describe_position(entry.final_score, scale)
-    flag = (f"<p class='flagged'><b>Flagged: {html.escape(', '.join(entry.flags))}</b>. No "
-            "trial passed the collapse detectors; this is a best attempt, not music.</p>"
-            if entry.flags else "")  # fmt: skip
+    flag = (
+        f"<p class='flagged'><b>Flagged: {html.escape(', '.join(entry.flags))}</b>. No "
+        "trial passed the collapse detectors; this is a best attempt, not music.</p>"
+        if entry.flags
+        else ""
+    )
     return (
         f"<div class='trial' id='rank{entry.rank}'><h3>#{entry.rank}: trial "
         f"{html.escape(entry.trial_id)}{_continues(entry)}"

@@ -155,6 +155,7 @@ def mode_seeking(
 
 
 def level_db(x: torch.Tensor) -> torch.Tensor:
+    """Level in dB of each clip: mean square over the last dim, floored at -80 dB."""
     return 10.0 * torch.log10(x.float().pow(2).mean(dim=-1) + 1e-8)
 
 

@@ -205,30 +205,44 @@ class RealReference:
         clip_std = (clip_emb.double() - clip_emb.double().mean(0)) / clip_scale
         timed = time_frames(clips, sample_rate)  # (N, F', 64)
         return cls(
-            sample_rate=int(sample_rate), embedding_id=embedding.id, num_clips=len(clips),
-            frames_per_clip=frames.shape[1], frame_mean=mean, frame_cov=cov,
-            frame_cov_sqrt=psd_sqrt(cov), frame_scale=frame_scale,
-            clip_mean=clip_emb.double().mean(0), clip_scale=clip_scale, clip_embeddings=clip_std,
+            sample_rate=int(sample_rate),
+            embedding_id=embedding.id,
+            num_clips=len(clips),
+            frames_per_clip=frames.shape[1],
+            frame_mean=mean,
+            frame_cov=cov,
+            frame_cov_sqrt=psd_sqrt(cov),
+            frame_scale=frame_scale,
+            clip_mean=clip_emb.double().mean(0),
+            clip_scale=clip_scale,
+            clip_embeddings=clip_std,
             centroids=centroids if bins > 1 else torch.zeros(0, flat.shape[1]),
             bin_shares=bin_shares(standard, centroids) if bins > 1 else torch.zeros(len(clips), 0),
             flatness=median_flatness(clips, sample_rate),
-            loudness_dbfs=float(rms_dbfs(clips).mean()), spectra=mean_log_spectra(clips),
+            loudness_dbfs=float(rms_dbfs(clips).mean()),
+            spectra=mean_log_spectra(clips),
             crest=float(crest_factor(clips).median()),
             floor_db=float(level_floor(clips, sample_rate).median()),
             pairwise_distance=mean_pairwise_distance(clip_std) if len(clips) > 1 else None,
-            tail=tail_statistics(clips, sample_rate), repetition=repetition(timed, sample_rate),
-            change=spectral_change(timed), cross_spread=cross_spread(timed),
-            music=_music_reference(clips, sample_rate), embedding=embedding,
+            tail=tail_statistics(clips, sample_rate),
+            repetition=repetition(timed, sample_rate),
+            change=spectral_change(timed),
+            cross_spread=cross_spread(timed),
+            music=_music_reference(clips, sample_rate),
+            embedding=embedding,
             drift=None if primers is None else _true_drift(primers, clips, sample_rate),
-        )  # fmt: skip
+        )
 
     @property
     def judge_scales(self) -> dict[str, float]:
         """What `judge.terms` divides by: tr Σ of the log-mel frames and the music patches,
         the real median flatness."""
         music = 1.0 if self.music is None else float(self.music.cov.trace())
-        return {"logmel": max(float(self.frame_cov.trace()), 1e-12),
-                "music": max(music, 1e-12), "flatness": self.flatness}  # fmt: skip
+        return {
+            "logmel": max(float(self.frame_cov.trace()), 1e-12),
+            "music": max(music, 1e-12),
+            "flatness": self.flatness,
+        }
 
     def save(self, path: str | Path) -> None:
         """Write every field but the embedding with `torch.save`, atomically."""
@@ -248,8 +262,9 @@ class RealReference:
         if embedding.id != blob["embedding_id"]:
             raise ValueError(f"{path}: made with {blob['embedding_id']}, not {embedding.id}")
         music = blob.pop("music")
-        return cls(**blob, music=None if music is None else MusicReference(**music),
-                   embedding=embedding)  # fmt: skip
+        return cls(
+            **blob, music=None if music is None else MusicReference(**music), embedding=embedding
+        )
 
 
 def _music_reference(clips: torch.Tensor, sample_rate: int) -> MusicReference | None:
@@ -354,8 +369,9 @@ def evaluate_clips(
         real_frames = reference.num_clips * reference.frames_per_clip
         reasons[NDB_K] = f"needs ≥ 40 real frames (20 a bin), got {real_frames}"
     elif NDB_K not in reasons:  # 2 clips a side, for a variance of the bin shares
-        shares = bin_shares((frames.double() - reference.frame_mean) / reference.frame_scale,
-                            reference.centroids)  # fmt: skip
+        shares = bin_shares(
+            (frames.double() - reference.frame_mean) / reference.frame_scale, reference.centroids
+        )
         per_clip = min(frames.shape[1], reference.frames_per_clip)
         values[NDB_K] = ndb_k(shares, reference.bin_shares, per_clip)
     values[FLATNESS] = median_flatness(gen, reference.sample_rate)
@@ -429,8 +445,9 @@ def _time_metrics(
     if reseeded is None:
         reasons[NOISE_SPREAD] = "needs rollouts of the same primers with other noise seeds"
         return
-    others = checked_clips(reseeded.reshape(-1, reseeded.shape[-1]), reference.sample_rate,
-                           "reseeded clips").reshape(-1, *reseeded.shape[-2:])  # fmt: skip
+    others = checked_clips(
+        reseeded.reshape(-1, reseeded.shape[-1]), reference.sample_rate, "reseeded clips"
+    ).reshape(-1, *reseeded.shape[-2:])
     if len(others[0]) > len(gen):
         raise ValueError(f"reseeded: {len(others[0])} primers, but only {len(gen)} generated")
     groups = torch.cat([gen[None, : others.shape[1]], others])  # (K, B', T)

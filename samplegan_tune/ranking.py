@@ -43,9 +43,11 @@ from samplegan_tune.trial import (
 RANKED = "ranked"  # ranked/<rank>/trial.pt: local copies of the ranked checkpoints
 # Where a search's training steps went (`budget_split`): a group per way a trial ended.
 BUDGET_GROUPS = {
-    COMPLETED: "completed", STOPPED_EARLY: "cut by ASHA", BUDGET: "cut by the budget",
+    COMPLETED: "completed",
+    STOPPED_EARLY: "cut by ASHA",
+    BUDGET: "cut by the budget",
     FINAL_FIT: "final fit",
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -96,8 +98,10 @@ def _load(exp: Experiment, path: str) -> tuple[list[Any], list[TrialSummary]]:
         if frame is not None and SCORE in frame and REASON_METRIC in frame:
             ok = (frame[REASON_METRIC].fillna("") == "") & (frame[SCORE] < COLLAPSED_SCORE)
             healthy = frame[ok]
-            curve = [(int(i), float(s)) for i, s in zip(healthy["training_iteration"],
-                                                        healthy[SCORE], strict=True)]  # fmt: skip
+            curve = [
+                (int(i), float(s))
+                for i, s in zip(healthy["training_iteration"], healthy[SCORE], strict=True)
+            ]
         outcome = last.get(REASON_METRIC) or (ERRORED if trial.status == "ERROR" else "")
         continues = trial.config.get(CONTINUES, "")
         if continues and not outcome:
@@ -109,11 +113,19 @@ def _load(exp: Experiment, path: str) -> tuple[list[Any], list[TrialSummary]]:
                 exp.time_budget and trial.status != "TERMINATED"
             )
             outcome = COMPLETED if full else BUDGET if cut else STOPPED_EARLY
-        summaries.append(TrialSummary(
-            trial.trial_id, outcome, min((s for _, s in curve), default=math.inf),
-            int(last.get("step", 0)), float(last.get("time_total_s", 0.0)), curve,
-            _evidence(outcome, last, exp), continues, int(trial.config.get(START_STEP, 0)),
-        ))  # fmt: skip
+        summaries.append(
+            TrialSummary(
+                trial.trial_id,
+                outcome,
+                min((s for _, s in curve), default=math.inf),
+                int(last.get("step", 0)),
+                float(last.get("time_total_s", 0.0)),
+                curve,
+                _evidence(outcome, last, exp),
+                continues,
+                int(trial.config.get(START_STEP, 0)),
+            )
+        )
     return analysis.trials, summaries
 
 
@@ -144,8 +156,10 @@ def _evidence(outcome: str, last: dict, exp: Experiment) -> str:
     if outcome in (COMPLETED, FINAL_FIT):
         return ""
     if outcome == STOPPED_EARLY:
-        return (f"ASHA: quality/score {sig3(last.get(SCORE))} at report {last.get('reports')} was "
-                f"not in the best 1/{exp.settings.reduction_factor} at its rung")  # fmt: skip
+        return (
+            f"ASHA: quality/score {sig3(last.get(SCORE))} at report {last.get('reports')} was "
+            f"not in the best 1/{exp.settings.reduction_factor} at its rung"
+        )
     if outcome == BUDGET:
         return (
             f"--time-budget {exp.time_budget:g} s ended the search at report {last.get('reports')}"
@@ -169,7 +183,7 @@ def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderbo
     survivors = sorted(
         (s for s in summaries if _candidate(s) and s.best_score < COLLAPSED_SCORE),
         key=lambda s: s.best_score,
-    )[:count]  # fmt: skip
+    )[:count]
     by_id = {t.trial_id: t for t in trials}
     judged = []
     for summary in survivors:
@@ -188,8 +202,9 @@ def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderbo
         entry.checkpoint = _keep_checkpoint(exp, entry)
     heldout, reference = data.ranking_part
     settings = exp.settings
-    scale = score_scale(heldout, reference, exp.base_config.segment, settings.rank_rollouts,
-                        settings.rank_seconds)  # fmt: skip
+    scale = score_scale(
+        heldout, reference, exp.base_config.segment, settings.rank_rollouts, settings.rank_seconds
+    )
     board = Leaderboard(entries, scale, rejected, budget_split(summaries), settings.rank_tie)
     write_leaderboard(exp.folder, board)
     return board
@@ -269,13 +284,19 @@ def _re_evaluate(exp: Experiment, data: TrialData, trial: Any, summary: TrialSum
     searched = [p.name for p in exp.space.params if p.active(trial.config)]
     params = {k: trial.config[k] for k in searched if k in trial.config}  # what was sampled
     return Entry(
-        rank=0, trial_id=trial.trial_id, final_score=statistics.fmean(scores),
+        rank=0,
+        trial_id=trial.trial_id,
+        final_score=statistics.fmean(scores),
         score_spread=statistics.pstdev(scores) if len(scores) > 1 else 0.0,
-        search_score=summary.best_score, step=int(state["step"]),
-        checkpoint=str(checkpoint.path), params=params, metrics=metrics, flags=flags,
+        search_score=summary.best_score,
+        step=int(state["step"]),
+        checkpoint=str(checkpoint.path),
+        params=params,
+        metrics=metrics,
+        flags=flags,
         continues=summary.continues,
         adversarial_steps=int(best.metrics.get(ADVERSARIAL_STEPS, 0)),  # its report's
-    )  # fmt: skip
+    )
 
 
 def exp_best_checkpoint(trial: Any) -> tune.Checkpoint | None:
@@ -310,5 +331,6 @@ def _keep_checkpoint(exp: Experiment, entry: Entry) -> str:
 
 
 def load_ranked_model(folder: Path, entry: Entry) -> tuple[Model, dict[str, Any]]:
+    """The model and the checkpoint state of a ranked entry (its checkpoint under `folder`)."""
     state = load_checkpoint(folder / entry.checkpoint)
     return model_from_state(state), state

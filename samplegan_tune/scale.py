@@ -23,8 +23,11 @@ from samplegan_tune.data import Corpus, WindowSampler
 from samplegan_tune.metrics import SCORE, RealReference, evaluate_clips
 
 REAL, REPEATED, LOOPED, NOISE = (
-    "real continuation", "repeated second", "looped segment", "white noise",
-)  # fmt: skip
+    "real continuation",
+    "repeated second",
+    "looped segment",
+    "white noise",
+)
 REFERENCES = (REAL, REPEATED, LOOPED, NOISE)
 PRIMER_SECONDS = 3.0  # as long as the search's primers (`trial.JUDGE_PRIMER_SECONDS`)
 SCALE_SEED = 11  # which held-out windows the references continue

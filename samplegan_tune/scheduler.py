@@ -27,6 +27,7 @@ class FolderASHA(ASHAScheduler):
         self.experiment_path = experiment_path
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        """Put the trial's storage in `experiment_path` (when set), then add it as ASHA does."""
         if self.experiment_path is not None:
             parent, name = os.path.split(self.experiment_path)
             storage = trial.storage

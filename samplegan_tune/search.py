@@ -92,6 +92,7 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
         self._storage, self._ot_study, self._ot_trials = None, None, {}
 
     def save(self, checkpoint_path: str) -> None:
+        """Pickle the searcher's state, without the study it is bound to, to `checkpoint_path`."""
         with open(checkpoint_path, "wb") as handle:
             pickle.dump(self.__getstate__(), handle)
 
@@ -111,19 +112,24 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
         """Bind the searcher, and each trial it has open, to the study in `storage`."""
         self._storage = storage
         self._ot_study = optuna.load_study(
-            study_name=self._study_name, storage=storage, sampler=self._sampler,
+            study_name=self._study_name,
+            storage=storage,
+            sampler=self._sampler,
             pruner=optuna.pruners.NopPruner(),
-        )  # fmt: skip
+        )
         ids = self.__dict__.pop("_ot_trial_ids", {})
         self._ot_trials = {k: optuna.trial.Trial(self._ot_study, i) for k, i in ids.items()}
 
     def suggest(self, trial_id: str) -> dict | None:
+        """OptunaSearch's config; its Optuna trial is tagged with the Tune id (TUNE_ID_ATTR)."""
         config = super().suggest(trial_id)
         if trial_id in self._ot_trials:  # so the study's trials can be matched to Tune's
             self._ot_trials[trial_id].set_user_attr(TUNE_ID_ATTR, trial_id)
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Note the trial's last report; pass a healthy score (finite, below COLLAPSED_SCORE) on to
+        Optuna and keep the trial's best."""
         self._last_step[trial_id] = result.get(TRAINING_ITERATION)
         score = result.get(SCORE, math.nan)
         if math.isfinite(score) and score < COLLAPSED_SCORE:
@@ -134,6 +140,8 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
+        """Tell Optuna, once, how the trial really ended: state, best score, outcome and collapse
+        constraint. A last result not seen yet (a scheduler's STOP) is taken as a report first."""
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         last = (result or {}).get(TRAINING_ITERATION)
@@ -155,9 +163,11 @@ class CollapseStopper(tune.Stopper):
     """Ends a trial at once when it reports a collapse reason."""
 
     def __call__(self, trial_id: str, result: dict) -> bool:
+        """Whether the result carries a collapse reason (then the trial stops)."""
         return bool(result.get(REASON_METRIC))
 
     def stop_all(self) -> bool:
+        """Never: only single trials stop."""
         return False
 
 
@@ -175,12 +185,15 @@ class ProgressLine(tune.Callback):
         self.waiting_since: float | None = None
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **_) -> None:
+        """Print the trial's sampled active params; a restarted trial is no longer counted done."""
         self.done.pop(trial.trial_id, None)  # a trial restarted (resume, retry) is not done
         active = [p.name for p in self.params if p.active(trial.config)]
         shown = ", ".join(f"{k}={_short(trial.config[k])}" for k in active if k in trial.config)
         print(f"[search] trial {trial.trial_id} started: {shown}", flush=True)
 
     def on_step_end(self, iteration: int, trials: list, **_) -> None:
+        """Print the progress line every WAIT_NOTE_S while trials run, or a waiting line every
+        WAIT_NOTE_S while trials are pending and none runs."""
         if any(t.status == "RUNNING" for t in trials):
             self.waiting_since = None
             if time.monotonic() - self.last_print >= WAIT_NOTE_S:
@@ -194,10 +207,13 @@ class ProgressLine(tune.Callback):
             self.waiting_since = now
         elif now - self.waiting_since >= WAIT_NOTE_S:
             self.waiting_since = now
-            print(_waiting_line(self.resources, sum(t.status == "PENDING" for t in trials)),
-                  flush=True)  # fmt: skip
+            print(
+                _waiting_line(self.resources, sum(t.status == "PENDING" for t in trials)),
+                flush=True,
+            )
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **_) -> None:
+        """Keep the best healthy score; print the progress line at most every 15 s."""
         score = result.get(SCORE, math.inf)
         if not result.get(REASON_METRIC) and score < COLLAPSED_SCORE:
             self.best = min(self.best, score)
@@ -205,10 +221,12 @@ class ProgressLine(tune.Callback):
             self._print(trials)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **_) -> None:
+        """Count the trial done, with its collapse reason if any, and print the progress line."""
         self.done[trial.trial_id] = (trial.last_result or {}).get(REASON_METRIC) or ""
         self._print(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **_) -> None:
+        """Count the trial done as errored and print the progress line."""
         self.done[trial.trial_id] = ERRORED
         self._print(trials)
 
@@ -289,10 +307,12 @@ def search_budget(exp: Experiment) -> float | None:
 
 
 def trial_dirname(trial: Any) -> str:
+    """A trial's folder name: trial_<trial id>."""
     return f"trial_{trial.trial_id}"
 
 
 def trial_resources(exp: Experiment) -> dict[str, float]:
+    """The CPUs and GPUs one trial asks for (the experiment's settings)."""
     return {"cpu": exp.settings.cpus_per_trial, "gpu": exp.settings.gpus_per_trial}
 
 
@@ -424,8 +444,10 @@ class _RayInterruptFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
         if text.startswith("Stop signal received"):
-            print("[search] stopping: saving every trial's state (Ctrl-C again quits at once)",
-                  flush=True)  # fmt: skip
+            print(
+                "[search] stopping: saving every trial's state (Ctrl-C again quits at once)",
+                flush=True,
+            )
             return False
         return "Resume experiment with" not in text
 

@@ -31,48 +31,8 @@ STORAGE_ENV = "SAMPLEGAN_STORAGE"  # set by the cluster YAMLs' setup commands
 
 
 def add_search_commands(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("search", help="Ray Tune + Optuna search over a space")
-    p.add_argument("--space", required=True, help="a built-in space name or a YAML file")
-    p.add_argument("--data", nargs="+", default=["synthetic"],
-                   help="audio files/folders, or 'synthetic' (the built-in corpus)")  # fmt: skip
-    p.add_argument("--num-samples", type=int, help="trials (none: the space's)")
-    p.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_ENV, DEFAULT_STORAGE),
-        help=f"folder, or s3://… for clusters (${STORAGE_ENV} when set)",
-    )
-    p.add_argument("--name", help="experiment name (none: search-SPACE-TIME)")
-    p.add_argument("--address", help="Ray cluster: auto or HOST:PORT (none: a local Ray)")
-    p.add_argument("--cpus-per-trial", type=float, help="(none: the space's)")
-    p.add_argument("--gpus-per-trial", type=float, help="fractions share a GPU (none: the space's)")
-    p.add_argument("--max-concurrent", type=int, help="(none: the space's; 0 = no limit)")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="stop the search after this long, ranking what trained (none: the "
-                        "space's time_budget; 0: no limit)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="seeds Optuna's sampler")
-    p.add_argument(
-        "--try",
-        dest="start_points",
-        action="append",
-        default=[],
-        metavar="K=V[,K=V]",
-        help="a configuration to try first; repeatable",
-    )
-    p.add_argument(
-        "--no-baseline",
-        dest="baseline",
-        action="store_false",
-        help="do not try the space's defaults (the measured best config) first",
-    )
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (none: all)")
-    p.add_argument("--cache-dir", help="prepared-corpus cache (none: $SAMPLEGAN_CACHE or "
-                   "~/.cache/samplegan-tune)")  # fmt: skip
-    p.add_argument(
-        "--smoke",
-        action="store_true",
-        help="the space at smoke size (tiny models, windows and steps, every param still "
-        "sampled): checks a space end to end in minutes",
-    )
+    """The search's commands: search, resume, leaderboard, export, spaces, cluster."""
+    _add_search(commands.add_parser("search", help="Ray Tune + Optuna search over a space"))
     p = commands.add_parser("resume", help="continue an interrupted search")
     p.add_argument("experiment", type=Path, help="the experiment folder, results/NAME")
     p.add_argument("--address", help="Ray cluster (none: the search's own, or a local Ray)")
@@ -91,17 +51,75 @@ def add_search_commands(commands: argparse._SubParsersAction) -> None:
     actions.add_parser("validate", help="check a cluster YAML offline").add_argument("file")
 
 
+def _add_search(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", required=True, help="a built-in space name or a YAML file")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        default=["synthetic"],
+        help="audio files/folders, or 'synthetic' (the built-in corpus)",
+    )
+    p.add_argument("--num-samples", type=int, help="trials (none: the space's)")
+    p.add_argument(
+        "--storage",
+        default=os.environ.get(STORAGE_ENV, DEFAULT_STORAGE),
+        help=f"folder, or s3://… for clusters (${STORAGE_ENV} when set)",
+    )
+    p.add_argument("--name", help="experiment name (none: search-SPACE-TIME)")
+    p.add_argument("--address", help="Ray cluster: auto or HOST:PORT (none: a local Ray)")
+    p.add_argument("--cpus-per-trial", type=float, help="(none: the space's)")
+    p.add_argument("--gpus-per-trial", type=float, help="fractions share a GPU (none: the space's)")
+    p.add_argument("--max-concurrent", type=int, help="(none: the space's; 0 = no limit)")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="stop the search after this long, ranking what trained (none: the "
+        "space's time_budget; 0: no limit)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds Optuna's sampler")
+    p.add_argument(
+        "--try",
+        dest="start_points",
+        action="append",
+        default=[],
+        metavar="K=V[,K=V]",
+        help="a configuration to try first; repeatable",
+    )
+    p.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="do not try the space's defaults (the measured best config) first",
+    )
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (none: all)")
+    p.add_argument(
+        "--cache-dir",
+        help="prepared-corpus cache (none: $SAMPLEGAN_CACHE or ~/.cache/samplegan-tune)",
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the space at smoke size (tiny models, windows and steps, every param still "
+        "sampled): checks a space end to end in minutes",
+    )
+
+
 def run_cluster(args: argparse.Namespace) -> int:
+    """`cluster`: validate a Ray cluster file and print what it describes."""
     from samplegan_tune.cluster import validate_cluster_file
 
     prepared = validate_cluster_file(args.file)
     types = ", ".join(prepared["available_node_types"])
-    print(f"ok: {args.file} ({prepared['provider']['type']}; head {prepared['head_node_type']};"
-          f" node types {types})")  # fmt: skip
+    print(
+        f"ok: {args.file} ({prepared['provider']['type']}; head {prepared['head_node_type']};"
+        f" node types {types})"
+    )
     return 0
 
 
 def run_spaces(args: argparse.Namespace) -> int:
+    """`spaces`: print each built-in space's name and description."""
     from samplegan_tune.space import list_spaces
 
     for name, description in list_spaces().items():
@@ -116,6 +134,8 @@ def _time_budget(settings: SearchSettings, args: argparse.Namespace) -> float | 
 
 
 def run_search(args: argparse.Namespace) -> int:
+    """`search`: check the input, create the experiment, search and rank; returns 130 when
+    interrupted, else 0."""
     from samplegan_tune.experiment import Experiment, prepare_trial_data
     from samplegan_tune.space import load_space, resolve_space
     from samplegan_tune.start_points import parse_point
@@ -132,12 +152,22 @@ def run_search(args: argparse.Namespace) -> int:
     name = args.name or f"search-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder, tune_storage = _storage(args.storage, name)
     exp = Experiment(
-        name=name, folder=folder, tune_storage=tune_storage, space_name=space.name,
-        space_yaml=resolve_space(args.space).read_text(), settings=settings, data=args.data,
-        num_samples=num_samples, seed=args.seed, time_budget=_time_budget(settings, args),
-        start_points=start_points, address=args.address,
-        cache_dir=args.cache_dir, smoke=args.smoke, baseline=args.baseline,
-    )  # fmt: skip
+        name=name,
+        folder=folder,
+        tune_storage=tune_storage,
+        space_name=space.name,
+        space_yaml=resolve_space(args.space).read_text(),
+        settings=settings,
+        data=args.data,
+        num_samples=num_samples,
+        seed=args.seed,
+        time_budget=_time_budget(settings, args),
+        start_points=start_points,
+        address=args.address,
+        cache_dir=args.cache_dir,
+        smoke=args.smoke,
+        baseline=args.baseline,
+    )
     data = prepare_trial_data(exp)
     print(f"data: {data.description}", flush=True)
     connect_ray(args.address, args.num_cpus)
@@ -147,12 +177,16 @@ def run_search(args: argparse.Namespace) -> int:
     with driver_lock(exp.folder, "search"):
         exp.save()
         budget = f", ranked after {exp.time_budget:g} s at most" if exp.time_budget else ""
-        print(f"experiment: {exp.folder} ({num_samples} trials of space {space.name}{budget})",
-              flush=True)  # fmt: skip
+        print(
+            f"experiment: {exp.folder} ({num_samples} trials of space {space.name}{budget})",
+            flush=True,
+        )
         return _search_and_rank(exp, data, resume=False)
 
 
 def run_resume(args: argparse.Namespace) -> int:
+    """`resume`: continue an interrupted search under the experiment's lock, then rank it; returns
+    130 when interrupted again, else 0."""
     from samplegan_tune.experiment import Experiment
 
     _check_num_cpus(args.num_cpus)
@@ -188,6 +222,8 @@ def _resume(exp: Experiment, args: argparse.Namespace) -> int:
 
 
 def run_leaderboard(args: argparse.Namespace) -> int:
+    """`leaderboard`: re-rank the survivors; rewrite the leaderboard, listening page and dashboard
+    media."""
     from samplegan_tune.experiment import Experiment, prepare_trial_data
 
     if args.top_k is not None and args.top_k < 1:
@@ -202,6 +238,7 @@ def run_leaderboard(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """`export`: write the model ranked --rank to the folder --out; say how to generate with it."""
     from samplegan_tune.export import export
 
     out = export(args.experiment, args.rank, args.out, args.force)
@@ -214,17 +251,24 @@ def _search_and_rank(exp: Experiment, data: TrialData, resume: bool) -> int:
     """Run the search (or resume it; a resume with nothing left to run only ranks)."""
     from samplegan_tune import final_fit, search
 
-    print(f"TensorBoard: tensorboard --logdir {exp.tune_path}  (trials' curves, audio, HPARAMS)",
-          flush=True)  # fmt: skip
+    print(
+        f"TensorBoard: tensorboard --logdir {exp.tune_path}  (trials' curves, audio, HPARAMS)",
+        flush=True,
+    )
     started = time.monotonic()
     if (not resume or _unfinished(exp) > 0) and search.run(exp, data, resume=resume):
         finished = exp.num_samples - _unfinished(exp)
-        print(f"interrupted: {finished} of {exp.num_samples} trials finished; go on with:"
-              f" samplegan-tune resume {exp.folder}", flush=True)  # fmt: skip
+        print(
+            f"interrupted: {finished} of {exp.num_samples} trials finished; go on with:"
+            f" samplegan-tune resume {exp.folder}",
+            flush=True,
+        )
         return 130
     if final_fit.run(exp, data, None if resume else time.monotonic() - started):
-        print(f"interrupted during the final fit; go on with: samplegan-tune resume {exp.folder}",
-              flush=True)  # fmt: skip
+        print(
+            f"interrupted during the final fit; go on with: samplegan-tune resume {exp.folder}",
+            flush=True,
+        )
         return 130
     _rank_and_report(exp, data, None)
     return 0
@@ -242,11 +286,15 @@ def _rank_and_report(exp: Experiment, data: TrialData, top_k: int | None) -> Non
     if not board.entries:
         print(_why_no_survivor(summaries))
     elif board.entries[0].flags:
-        print("no trial passed the collapse detectors: the leaderboard lists the best attempts, "
-              "each flagged with its failure (column `flagged`)")  # fmt: skip
+        print(
+            "no trial passed the collapse detectors: the leaderboard lists the best attempts, "
+            "each flagged with its failure (column `flagged`)"
+        )
     elif board.entries[0].baseline:
-        print("the search found nothing better than its baseline (the space's defaults, the "
-              "measured best configuration): rank 1 is the baseline")  # fmt: skip
+        print(
+            "the search found nothing better than its baseline (the space's defaults, the "
+            "measured best configuration): rank 1 is the baseline"
+        )
     print(f"leaderboard: {exp.folder / 'leaderboard.csv'}\nlistening page: {page}")
     print(f"optuna-dashboard: {dashboard.command(exp)}  (pip install optuna-dashboard)")
 
@@ -330,9 +378,11 @@ def fit_local_resources(settings: SearchSettings, explicit: tuple[str, ...]) -> 
                 f"{fix:g} here, or --address to run on a cluster"
             )
         changes[key] = fix
-        print(f"resources: the space asks {asked:g} {kind} per trial, this machine has "
-              f"{available:g}: using {flag} {fix:g} (on a cluster, pass --address)",
-              flush=True)  # fmt: skip
+        print(
+            f"resources: the space asks {asked:g} {kind} per trial, this machine has "
+            f"{available:g}: using {flag} {fix:g} (on a cluster, pass --address)",
+            flush=True,
+        )
     return dataclasses.replace(settings, **changes)
 
 
@@ -375,8 +425,13 @@ def connect_ray(address: str | None, num_cpus: int | None) -> None:
     # Trial output is noise here: errors reach the progress line and the trials' error files.
     quiet = {"configure_logging": False, "log_to_driver": False}
     if address is None:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", **quiet)  # fmt: skip
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            **quiet,
+        )
         return
     if address != "auto":
         host, _, port = address.rpartition(":")

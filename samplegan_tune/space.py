@@ -38,16 +38,39 @@ KINDS = ("loguniform", "uniform", "int", "int_log", "choice")
 # `--smoke`: the largest value of each size field, so any space runs in minutes on a CPU while
 # every param is still sampled through Ray and Optuna (a relative length keeps its factor).
 SMOKE_CAPS = {
-    "segment": 128, "context": 1024, "crossfade": 32, "latent": 32, "ae_channels": 8,
-    "ae_depth": 3, "noise_dim": 8, "g_channels": 32, "g_depth": 3, "d_channels": 8,
-    "d_depth": 3, "d_context_tail": 128, "batch_size": 8, "rollout_steps": 2, "tbptt": 2,
-    "n_critic": 2, "d_warmup_steps": 4, "ae_pretrain_steps": 4, "frame_latent": 16,
-}  # fmt: skip
+    "segment": 128,
+    "context": 1024,
+    "crossfade": 32,
+    "latent": 32,
+    "ae_channels": 8,
+    "ae_depth": 3,
+    "noise_dim": 8,
+    "g_channels": 32,
+    "g_depth": 3,
+    "d_channels": 8,
+    "d_depth": 3,
+    "d_context_tail": 128,
+    "batch_size": 8,
+    "rollout_steps": 2,
+    "tbptt": 2,
+    "n_critic": 2,
+    "d_warmup_steps": 4,
+    "ae_pretrain_steps": 4,
+    "frame_latent": 16,
+}
 SMOKE_SETTINGS = {
-    "max_reports": 2, "steps_per_report": 4, "grace_period": 1, "cpus_per_trial": 1.0,
-    "eval_rollouts": 4, "eval_seconds": 1.0, "top_k": 2, "rank_rollouts": 4, "rank_seeds": 1,
-    "rank_seconds": 2.0, "time_budget": 0.0,
-}  # fmt: skip
+    "max_reports": 2,
+    "steps_per_report": 4,
+    "grace_period": 1,
+    "cpus_per_trial": 1.0,
+    "eval_rollouts": 4,
+    "eval_seconds": 1.0,
+    "top_k": 2,
+    "rank_rollouts": 4,
+    "rank_seeds": 1,
+    "rank_seconds": 2.0,
+    "time_budget": 0.0,
+}
 
 
 @dataclass(frozen=True)
@@ -99,6 +122,10 @@ class SearchSettings:
 
 @dataclass(frozen=True)
 class Param:
+    """One searched TrainConfig field: its distribution (`kind` over [low, high], or `options`),
+    sampled only when the `when` params took one of the given values; with `times`, a factor ×
+    that field."""
+
     name: str
     kind: str
     low: float | None = None
@@ -114,6 +141,9 @@ class Param:
 
 @dataclass(frozen=True)
 class SearchSpace:
+    """A parsed space file: its name, description, default search settings, fixed values and
+    searched params."""
+
     name: str
     description: str
     settings: SearchSettings

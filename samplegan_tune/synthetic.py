@@ -11,7 +11,6 @@ import torch
 
 from samplegan_tune.errors import UserInputError
 
-# fmt: off
 _SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
 _PROGRESSIONS = {  # 0-based scale degrees of each bar's chord root, e.g. I-V-vi-IV
     "major": ((0, 4, 5, 3), (5, 3, 0, 4), (0, 5, 3, 4), (0, 3, 0, 4), (1, 4, 0, 0)),
@@ -19,8 +18,13 @@ _PROGRESSIONS = {  # 0-based scale degrees of each bar's chord root, e.g. I-V-vi
 }
 _NOTE_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 _RHYTHMS = (  # onsets on a 16-step bar; each bar of a melody phrase draws one
-    (0, 4, 8, 12), (0, 2, 4, 6, 8, 10, 12, 14), (0, 3, 6, 8, 12), (0, 4, 6, 8, 12, 14),
-    (0, 6, 8, 10, 12), (0, 2, 4, 8), (0, 8, 10, 12, 14),
+    (0, 4, 8, 12),
+    (0, 2, 4, 6, 8, 10, 12, 14),
+    (0, 3, 6, 8, 12),
+    (0, 4, 6, 8, 12, 14),
+    (0, 6, 8, 10, 12),
+    (0, 2, 4, 8),
+    (0, 8, 10, 12, 14),
 )
 _BASS_RHYTHMS = ((0, 8), (0, 4, 8, 12), (0, 2, 4, 6, 8, 10, 12, 14), (0, 6, 8, 14), (0, 3, 8, 11))
 _KICKS = ((0, 8), (0, 6, 8), (0, 8, 10), (0, 4, 8, 12), (0, 7, 8))
@@ -37,7 +41,6 @@ _TIMBRES = {  # (low, high) per song for: lead, pad, pluck (arpeggio), bass
     "detune": ((0, 0), (0.002, 0.005), (0, 0), (0, 0)),  # ratio of the two oscillators
     "legato": ((0.7, 0.95), (0.97, 0.97), (0.9, 0.9), (0.6, 0.9)),  # gate / note spacing
 }
-# fmt: on
 
 
 def synthetic_songs(
@@ -90,8 +93,11 @@ def _song(rng: np.random.Generator, size: int, sr: int) -> tuple[str, torch.Tens
 
     roots = [prog[b % 4] for b in range(n_bars)]
     phrases = [_phrase(rng, prog) for _ in range(2)]
-    melody = [(64 * s + on, midi(d, 0), v) for s in range(math.ceil(n_bars / 4))
-              for on, d, v in phrases["AABA"[s % 4] == "B"]]  # fmt: skip
+    melody = [
+        (64 * s + on, midi(d, 0), v)
+        for s in range(math.ceil(n_bars / 4))
+        for on, d, v in phrases["AABA"[s % 4] == "B"]
+    ]
     chord = [(16 * b, [midi(r + i, -1) for i in (0, 2, 4)]) for b, r in enumerate(roots)]
     parts = [_voice(melody, step, size, sr, _timbre(rng, "lead")) * rng.uniform(0.25, 0.35)]
     if rng.random() < 0.5:  # sustained pad, one voice per chord tone
@@ -99,12 +105,16 @@ def _song(rng: np.random.Generator, size: int, sr: int) -> tuple[str, torch.Tens
         for i in range(3):
             parts.append(_voice([(on, ns[i], 0.8) for on, ns in chord], step, size, sr, pad) * 0.1)
     else:  # arpeggio up and down the chord in eighths
-        arp = [(on + 2 * j, ns[j % 3] + 12 * (j // 3 % 2), 0.7) for on, ns in chord
-               for j in range(8)]  # fmt: skip
+        arp = [
+            (on + 2 * j, ns[j % 3] + 12 * (j // 3 % 2), 0.7) for on, ns in chord for j in range(8)
+        ]
         parts.append(_voice(arp, step, size, sr, _timbre(rng, "pluck")) * rng.uniform(0.15, 0.22))
     rhythm = _BASS_RHYTHMS[rng.integers(len(_BASS_RHYTHMS))]
-    bass = [(16 * b + on, midi(r, -2) + 12 * (on % 8 != 0 and rng.random() < 0.3), 0.9)
-            for b, r in enumerate(roots) for on in rhythm]  # fmt: skip
+    bass = [
+        (16 * b + on, midi(r, -2) + 12 * (on % 8 != 0 and rng.random() < 0.3), 0.9)
+        for b, r in enumerate(roots)
+        for on in rhythm
+    ]
     parts.append(_voice(bass, step, size, sr, _timbre(rng, "bass")) * rng.uniform(0.3, 0.4))
     parts.append(_drums(rng, n_bars, step, size, sr))
     mix = _reverb(rng, np.sum(parts, axis=0), sr)
@@ -219,8 +229,12 @@ def _drums(rng: np.random.Generator, n_bars: int, step: float, size: int, sr: in
     intro = int(rng.integers(0, 3))
     out = np.zeros(size)
     for template, gain, velocity in kit:
-        hits = [(round((16 * b + s) * step), velocity[s]) for b in range(intro, n_bars)
-                for s in range(16) if velocity[s] > 0]  # fmt: skip
+        hits = [
+            (round((16 * b + s) * step), velocity[s])
+            for b in range(intro, n_bars)
+            for s in range(16)
+            if velocity[s] > 0
+        ]
         where = np.array([h[0] for h in hits], dtype=np.int64)[:, None] + np.arange(t.size)
         value = np.array([h[1] for h in hits])[:, None] * template * gain  # (hits, L) as `where`
         inside = where < size

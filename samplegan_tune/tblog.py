@@ -49,6 +49,7 @@ class EventLog:
         )
 
     def scalars(self, metrics: dict[str, float], step: int) -> None:
+        """Write each metric as a scalar at `step`."""
         with self._writing():
             for key, value in metrics.items():
                 self.writer.add_scalar(key, value, step)
@@ -62,10 +63,12 @@ class EventLog:
             self.writer.add_image(f"{tag}_spectrogram", image, step, dataformats="HW")
 
     def flush(self) -> None:
+        """Write the pending events to disk."""
         with self._writing():
             self.writer.flush()
 
     def close(self) -> None:
+        """Flush and close the writer."""
         with self._writing():
             self.writer.close()
 

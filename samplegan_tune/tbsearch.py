@@ -41,6 +41,8 @@ class TrialEvents(TBXLoggerCallback):
         self._best: dict[str, float] = {}
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        """Write the result's curves, the best healthy quality/score so far and any collapse reason
+        to the trial's event file."""
         if trial not in self._trial_writer:
             self.log_trial_start(trial)
         writer, step = self._trial_writer[trial], result[TRAINING_ITERATION]
@@ -58,6 +60,7 @@ class TrialEvents(TBXLoggerCallback):
         writer.flush()
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        """Write the trial's HPARAMS row (searched params and outcome) and close its event file."""
         writer = self._trial_writer.pop(trial, None)
         result = self._trial_result.pop(trial, None) or {}
         if writer is None:

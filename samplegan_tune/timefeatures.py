@@ -33,12 +33,14 @@ def time_frames(clips: torch.Tensor, sample_rate: int, chunk: int = 4) -> torch.
     """
     n_fft = analysis_fft(sample_rate)
     window = torch.hann_window(n_fft)
-    fbank = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, N_MELS,
-                                                  sample_rate)  # fmt: skip
+    fbank = torchaudio.functional.melscale_fbanks(
+        n_fft // 2 + 1, 0.0, sample_rate / 2, N_MELS, sample_rate
+    )
     out = []
     for piece in clips.float().split(chunk):
-        spec = torch.stft(piece, n_fft, n_fft // HOP_DIVISOR, window=window, center=False,
-                          return_complex=True)  # fmt: skip
+        spec = torch.stft(
+            piece, n_fft, n_fft // HOP_DIVISOR, window=window, center=False, return_complex=True
+        )
         power = spec.abs().pow(2).transpose(1, 2) / window.pow(2).sum()  # (b, F, n_fft/2 + 1)
         mel = power @ fbank  # (b, F, 64)
         floor = RELATIVE_FLOOR * mel.mean((1, 2), keepdim=True) + LOG_FLOOR
@@ -120,8 +122,11 @@ def seed_spread(frames: torch.Tensor) -> float:
         frames: (K, B, F, D), K ≥ 2: the `time_frames` of B primers each rolled out with K
             noise seeds.
     """
-    pairs = [aligned_distance(frames[i], frames[j])
-             for i in range(len(frames)) for j in range(i + 1, len(frames))]  # fmt: skip
+    pairs = [
+        aligned_distance(frames[i], frames[j])
+        for i in range(len(frames))
+        for j in range(i + 1, len(frames))
+    ]
     return float(torch.cat(pairs).mean())
 
 

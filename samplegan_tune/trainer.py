@@ -368,6 +368,7 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`: weights, optimisers, RNG states and step."""
         self.step_count = int(state["step"])
         self.model.load_state_dict(state["model"])
         self.d.load_state_dict(state["d"])

@@ -28,6 +28,8 @@ _SHOWN = ("loss/g_total", "loss/d", "loss/recon_l1", "loss/loudness", "d/acc_rea
 
 @dataclass(frozen=True)
 class Intervals:
+    """Steps between the progress lines, the evaluations and the checkpoints of a `train` run."""
+
     log: int = 25  # steps between progress lines and scalar events
     eval: int = 250  # steps between evaluations (metrics + a listened rollout)
     checkpoint: int = 250  # steps between checkpoints

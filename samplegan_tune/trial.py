@@ -116,6 +116,7 @@ class Trial:
 
     @property
     def finished(self) -> bool:
+        """Whether the trial has made all its `max_reports` reports."""
         return self.reports >= self.settings.max_reports
 
     def run_interval(self) -> dict[str, Any]:
@@ -159,9 +160,12 @@ class Trial:
 
     def _score(self) -> tuple[dict[str, float | None], torch.Tensor]:
         quality, _, clips = score_model(
-            self.trainer.model, self.data.heldout, self.data.reference,
-            self.settings.eval_rollouts, self.settings.eval_seconds,
-        )  # fmt: skip
+            self.trainer.model,
+            self.data.heldout,
+            self.data.reference,
+            self.settings.eval_rollouts,
+            self.settings.eval_seconds,
+        )
         self.last_clips = clips
         return quality, clips
 
@@ -181,10 +185,12 @@ class Trial:
         return report
 
     def state_dict(self) -> dict[str, Any]:
+        """The trainer's state, with the report count and the collapse monitor's counters."""
         monitor = self.monitor.state_dict()
         return {**self.trainer.state_dict(), REPORTS: self.reports, "monitor": monitor}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` saved."""
         self.trainer.load_state_dict(state)
         self.reports = int(state[REPORTS])
         self.monitor.load_state_dict(state["monitor"])

@@ -56,18 +56,42 @@ def cli(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.Compl
     """Run `samplegan-tune ARGS` as a user would, in a subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "samplegan_tune.cli", *args],
-        capture_output=True, text=True, env=env, timeout=timeout,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def start_smoke_driver(env: dict[str, str], storage: Path, name: str) -> subprocess.Popen:
     """A 4-trial smoke search, one trial at a time, in its own process group (as a terminal
     runs it)."""
-    args = [sys.executable, "-m", "samplegan_tune.cli", "search", "--space", "smoke",
-            "--num-samples", "4", "--max-concurrent", "1", "--num-cpus", "2",
-            "--storage", str(storage), "--name", name]  # fmt: skip
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "samplegan_tune.cli",
+        "search",
+        "--space",
+        "smoke",
+        "--num-samples",
+        "4",
+        "--max-concurrent",
+        "1",
+        "--num-cpus",
+        "2",
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+    ]
+    return subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def wait_for_checkpoints(experiment: Path, count: int, timeout: float = 300) -> None:

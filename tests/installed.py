@@ -38,8 +38,10 @@ def fresh_env(folder: Path) -> Path:
     python = folder / "bin" / "python"
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     deps = dependency_links(folder / "deps")
     (Path(purelib) / "samplegan-test-deps.pth").write_text(f"{deps}\n")
     # Ray's command, as a node image that has Ray installed provides it.

@@ -129,8 +129,21 @@ def test_generate_primes_at_an_offset_and_follows_the_primers_level(trained, env
 
     def generate(prime: Path, name: str, *extra: str) -> np.ndarray:
         out = tmp_path / f"{name}.wav"
-        result = cli(env, "generate", str(trained), "--seconds", "1", "--out", str(out),
-                     "--prime", str(prime), "--offset", "3", "--include-prime", *extra)  # fmt: skip
+        result = cli(
+            env,
+            "generate",
+            str(trained),
+            "--seconds",
+            "1",
+            "--out",
+            str(out),
+            "--prime",
+            str(prime),
+            "--offset",
+            "3",
+            "--include-prime",
+            *extra,
+        )
         assert result.returncode == 0, result.stderr
         return sf.read(out)[0]
 
@@ -152,8 +165,19 @@ def test_generate_primes_at_an_offset_and_follows_the_primers_level(trained, env
         )
         < 0.5
     )
-    late = cli(env, "generate", str(trained), "--seconds", "1", "--out", str(tmp_path / "x.wav"),
-               "--prime", str(loud), "--offset", "7")  # fmt: skip
+    late = cli(
+        env,
+        "generate",
+        str(trained),
+        "--seconds",
+        "1",
+        "--out",
+        str(tmp_path / "x.wav"),
+        "--prime",
+        str(loud),
+        "--offset",
+        "7",
+    )
     assert_user_error(late, "--offset 7", "6.00 s")
     assert not (tmp_path / "x.wav").exists()
 
@@ -299,8 +323,22 @@ def test_every_writing_verb_refuses_an_uncreatable_path(trained, env, tmp_path) 
 
 def test_a_collapsing_run_stops_and_says_why(env, tiny_yaml, tmp_path) -> None:
     out = tmp_path / "run"
-    result = cli(env, "train", "--config", str(tiny_yaml), "--steps", "40", "--out", str(out),
-                 "--set", "lr_g=1000", "--set", "lr_d=1000", "--set", "lr_ae=1000")  # fmt: skip
+    result = cli(
+        env,
+        "train",
+        "--config",
+        str(tiny_yaml),
+        "--steps",
+        "40",
+        "--out",
+        str(out),
+        "--set",
+        "lr_g=1000",
+        "--set",
+        "lr_d=1000",
+        "--set",
+        "lr_ae=1000",
+    )
     assert result.returncode == 1
     assert "stopped at step" in result.stdout and "training collapsed (" in result.stdout
     assert "step 40/40" not in result.stdout
@@ -312,8 +350,18 @@ def test_a_bad_set_is_blamed_on_set_and_a_bad_file_on_the_file(env, tiny_yaml, t
     assert str(tiny_yaml) not in result.stderr  # the file is fine; it was blamed before
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**TINY, "lr_g": -1}))
-    result = cli(env, "train", "--config", str(bad), "--set", "lr_d=0.001", "--steps", "2",
-                 "--out", str(tmp_path / "out"))  # fmt: skip
+    result = cli(
+        env,
+        "train",
+        "--config",
+        str(bad),
+        "--set",
+        "lr_d=0.001",
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert_user_error(result, str(bad), "lr_g")
     assert not (tmp_path / "out").exists()
 

@@ -28,13 +28,26 @@ def test_every_cluster_file_validates(path: Path) -> None:
 
 
 def test_the_command_validates_and_refuses(tmp_path: Path) -> None:
-    ok = subprocess.run([sys.executable, "-m", "samplegan_tune.cli", "cluster", "validate",
-                         str(CLUSTER / "gpu.yaml")], capture_output=True, text=True)  # fmt: skip
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "samplegan_tune.cli",
+            "cluster",
+            "validate",
+            str(CLUSTER / "gpu.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and ok.stdout.startswith("ok:")
     broken = tmp_path / "broken.yaml"
     broken.write_text(yaml.safe_dump({**_load("gpu.yaml"), "max_wrokers": 3}))
-    bad = subprocess.run([sys.executable, "-m", "samplegan_tune.cli", "cluster", "validate",
-                          str(broken)], capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "samplegan_tune.cli", "cluster", "validate", str(broken)],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "max_wrokers" in bad.stderr and str(broken) in bad.stderr
 
 
@@ -68,7 +81,7 @@ BROKEN = {
             c.update(head_start_ray_commands=["RAY_AUTH_MODE=token ray start --head"]),
         ),
         "available_node_types.head.resources",
-    ),  # fmt: skip
+    ),
     "GCP GPUs undeclared": (
         "gcp-gpu.yaml",
         lambda c: c["available_node_types"]["gpu_worker"].update(resources={"CPU": 4}),

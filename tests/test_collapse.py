@@ -184,8 +184,16 @@ def test_d_overpowered_fires_on_a_saturated_d_for_every_loss(
     """A real D trained with `kind` to tell music from white noise saturates; at init, judging
     real against real, it is balanced. (lsgan's fake target is 0: the sign misjudges it.)"""
     torch.manual_seed(0)
-    cfg = TrainConfig.from_dict({**TINY, "adv_loss": kind, "d_context": False, "d_channels": 16,
-                                 "d_norm": "none", "d_kind": "single"})  # fmt: skip
+    cfg = TrainConfig.from_dict(
+        {
+            **TINY,
+            "adv_loss": kind,
+            "d_context": False,
+            "d_channels": 16,
+            "d_norm": "none",
+            "d_kind": "single",
+        }
+    )
     d = build_discriminators(cfg)[0]
     audio = songs[0][1]
     starts = torch.randint(len(audio) - 256, (2, 32), generator=torch.Generator().manual_seed(1))

@@ -47,8 +47,20 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
     env = {**os.environ, "SAMPLEGAN_CACHE": str(root / "cache"), "RAY_TMPDIR": ray_tmp}
     try:
-        result = cli(env, "search", "--space", "smoke", "--num-samples", "4", "--num-cpus", "2",
-                     "--storage", str(root / "results"), "--name", "tiny")  # fmt: skip
+        result = cli(
+            env,
+            "search",
+            "--space",
+            "smoke",
+            "--num-samples",
+            "4",
+            "--num-cpus",
+            "2",
+            "--storage",
+            str(root / "results"),
+            "--name",
+            "tiny",
+        )
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -71,8 +83,9 @@ def test_dashboard_shows_objective_curves_and_media(searched: Path) -> None:
         for tune_id, trial in trials.items():  # every healthy report, and only those
             healthy = _healthy_reports(searched / f"trial_{tune_id}")
             assert {v["step"] for v in trial["intermediate_values"]} == healthy
-        assert study["has_intermediate_values"] == any(t["intermediate_values"]
-                                                       for t in trials.values())  # fmt: skip
+        assert study["has_intermediate_values"] == any(
+            t["intermediate_values"] for t in trials.values()
+        )
         for entry in board["entries"]:
             trial = trials[entry["trial_id"]]
             files = {a["filename"]: a for a in trial["artifacts"]}
@@ -89,8 +102,11 @@ def _healthy_reports(trial_dir: Path) -> set[int]:
     """The reports of a Tune trial that carry a real score (no collapse, not flagged)."""
     lines = (trial_dir / "result.json").read_text().splitlines()
     reports = [json.loads(line) for line in lines]
-    return {r["training_iteration"] for r in reports
-            if not r.get("collapse/reason") and r.get(SCORE, 1e6) < 1e6}  # fmt: skip
+    return {
+        r["training_iteration"]
+        for r in reports
+        if not r.get("collapse/reason") and r.get(SCORE, 1e6) < 1e6
+    }
 
 
 @pytest.mark.slow
@@ -155,8 +171,9 @@ def test_every_healthy_report_is_an_intermediate_value(tmp_path: Path) -> None:
     trial at max_t; a last report already seen is not told twice."""
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
     space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
-    searcher = OutcomeAwareOptunaSearch(space=space, metric=SCORE, mode="min",
-                                        storage=storage, study_name="s", max_reports=3)  # fmt: skip
+    searcher = OutcomeAwareOptunaSearch(
+        space=space, metric=SCORE, mode="min", storage=storage, study_name="s", max_reports=3
+    )
     for trial_id in ("stopped", "returned"):
         searcher.suggest(trial_id)
         for step, score in ((1, 5.0), (2, 3.0)):
@@ -187,8 +204,16 @@ def _dashboard(folder: Path) -> Iterator[Callable[[str], bytes]]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    args = [str(DASHBOARD), f"sqlite:///{folder / 'optuna.db'}", "--host", "127.0.0.1",
-            "--port", str(port), "--artifact-dir", str(folder / "artifacts")]  # fmt: skip
+    args = [
+        str(DASHBOARD),
+        f"sqlite:///{folder / 'optuna.db'}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--artifact-dir",
+        str(folder / "artifacts"),
+    ]
 
     def get(path: str) -> bytes:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as answer:
@@ -221,12 +246,27 @@ def _answers(get: Callable[[str], bytes], path: str) -> bool:
 
 def _experiment(tmp_path: Path) -> Experiment:
     space = load_space("smoke")
-    return Experiment(name="e", folder=tmp_path / "e", tune_storage=str(tmp_path),
-                      space_name="smoke", space_yaml="", settings=space.settings,
-                      data=["synthetic"], num_samples=2)  # fmt: skip
+    return Experiment(
+        name="e",
+        folder=tmp_path / "e",
+        tune_storage=str(tmp_path),
+        space_name="smoke",
+        space_yaml="",
+        settings=space.settings,
+        data=["synthetic"],
+        num_samples=2,
+    )
 
 
 def _board(trial_id: str) -> Leaderboard:
-    entry = Entry(rank=1, trial_id=trial_id, final_score=1.0, score_spread=0.0,
-                  search_score=1.0, step=1, checkpoint="", params={})  # fmt: skip
+    entry = Entry(
+        rank=1,
+        trial_id=trial_id,
+        final_score=1.0,
+        score_spread=0.0,
+        search_score=1.0,
+        step=1,
+        checkpoint="",
+        params={},
+    )
     return Leaderboard([entry])

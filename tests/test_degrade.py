@@ -38,23 +38,32 @@ def frame_db(x: torch.Tensor, ms: float) -> torch.Tensor:
 
 EXPECTED = [  # (name, family, strength) in graded_cases' order
     ("truth", "truth", 0.0),
-    ("noise 20 dB", "noise", -20.0), ("noise 10 dB", "noise", -10.0),
+    ("noise 20 dB", "noise", -20.0),
+    ("noise 10 dB", "noise", -10.0),
     ("noise 0 dB", "noise", 0.0),
-    ("low-pass 4 kHz", "low-pass", -4000.0), ("low-pass 2 kHz", "low-pass", -2000.0),
+    ("low-pass 4 kHz", "low-pass", -4000.0),
+    ("low-pass 2 kHz", "low-pass", -2000.0),
     ("low-pass 1 kHz", "low-pass", -1000.0),
-    ("grains 200 ms", "grains", -200.0), ("grains 50 ms", "grains", -50.0),
+    ("grains 200 ms", "grains", -200.0),
+    ("grains 50 ms", "grains", -50.0),
     ("grains 10 ms", "grains", -10.0),
-    ("speed ×1.19", "speed", 3.0), ("speed ×0.84", "speed", 3.0),
+    ("speed ×1.19", "speed", 3.0),
+    ("speed ×0.84", "speed", 3.0),
     ("gate 40–120 ms", "gate", 0.5),
-    ("clip 0.5 × peak", "clip", 6.0206), ("clip 0.25 × peak", "clip", 12.0412),
+    ("clip 0.5 × peak", "clip", 6.0206),
+    ("clip 0.25 × peak", "clip", 12.0412),
     ("clip 0.1 × peak", "clip", 20.0),
-    ("quantise 8 bit", "quantise", -8.0), ("quantise 6 bit", "quantise", -6.0),
+    ("quantise 8 bit", "quantise", -8.0),
+    ("quantise 6 bit", "quantise", -6.0),
     ("quantise 4 bit", "quantise", -4.0),
-    ("loop 500 samples", "loop", 32.0), ("loop 4096 samples", "loop", RATE / 4096),
+    ("loop 500 samples", "loop", 32.0),
+    ("loop 4096 samples", "loop", RATE / 4096),
     ("loop 1 s", "loop", 1.0),
     ("repeated last second", "repeat", 1.0),
-    ("static", "static", 0.0), ("silence −80 dBFS", "silence", 80.0), ("drone", "drone", 0.0),
-]  # fmt: skip
+    ("static", "static", 0.0),
+    ("silence −80 dBFS", "silence", 80.0),
+    ("drone", "drone", 0.0),
+]
 
 
 def test_graded_cases_order_shapes_and_monotone_strengths(music) -> None:

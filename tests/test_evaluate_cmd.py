@@ -35,8 +35,13 @@ def audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     noise = 0.1 * torch.randn(20 * SR, generator=torch.Generator().manual_seed(0))
     write_wav(root / "noise.wav", noise, SR)
     write_wav(root / "short.wav", noise[: SR // 2], SR)
-    return {"real": root / "real", "music": root / "music.wav", "noise": root / "noise.wav",
-            "short": root / "short.wav", "root": root}  # fmt: skip
+    return {
+        "real": root / "real",
+        "music": root / "music.wav",
+        "noise": root / "noise.wav",
+        "short": root / "short.wav",
+        "root": root,
+    }
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
@@ -84,15 +89,28 @@ def test_primers_judge_each_continuation_against_what_it_continues(tmp_path: Pat
         write_wav(tmp_path / "swapped" / f"{1 - i}.wav", song[cut : cut + 4 * SR], SR)
     found = {}
     for case in ("true", "swapped"):
-        result = cli("--real", tmp_path / "real", "--generated", tmp_path / case,
-                     "--primers", tmp_path / "primers", "--json")  # fmt: skip
+        result = cli(
+            "--real",
+            tmp_path / "real",
+            "--generated",
+            tmp_path / case,
+            "--primers",
+            tmp_path / "primers",
+            "--json",
+        )
         assert result.returncode == 0, result.stderr
         found[case] = strict_json(result.stdout)
         assert "quality/key_drift" not in found[case]["unavailable"]
     assert found["swapped"]["quality/key_drift"] > 1.5 * found["true"]["quality/key_drift"]
     assert found["swapped"]["quality/score"] > found["true"]["quality/score"]
-    lonely = cli("--real", tmp_path / "real", "--generated", tmp_path / "true",
-                 "--primers", tmp_path / "primers" / "0.wav")  # fmt: skip
+    lonely = cli(
+        "--real",
+        tmp_path / "real",
+        "--generated",
+        tmp_path / "true",
+        "--primers",
+        tmp_path / "primers" / "0.wav",
+    )
     assert lonely.returncode == 2 and "1 files for 2 --generated" in lonely.stderr
 
 
@@ -106,8 +124,10 @@ def test_a_loop_of_the_song_ranks_clearly_worse_than_its_continuation(tmp_path: 
     for period in (4096, 500):
         looped = song[cut - period : cut].repeat(16 * SR // period + 1)[: 16 * SR]
         write_wav(tmp_path / f"loop{period}.wav", looped, SR)
-    runs = {name: cli("--real", tmp_path / "real", "--generated", tmp_path / f"{name}.wav",
-                      "--json") for name in ("continuation", "loop4096", "loop500")}  # fmt: skip
+    runs = {
+        name: cli("--real", tmp_path / "real", "--generated", tmp_path / f"{name}.wav", "--json")
+        for name in ("continuation", "loop4096", "loop500")
+    }
     assert all(r.returncode == 0 for r in runs.values()), [r.stderr for r in runs.values()]
     report = {name: strict_json(r.stdout) for name, r in runs.items()}
     honest = report["continuation"]
@@ -176,8 +196,16 @@ def test_scale_places_a_continuation_near_real_and_a_loop_near_the_loop(tmp_path
     write_wav(tmp_path / "loop.wav", looped, SR)
     position = {}
     for name in ("continuation", "loop"):
-        run = cli("--real", tmp_path / "real.wav", "--generated", tmp_path / f"{name}.wav",
-                  "--clip-seconds", "3", "--scale", "--json")  # fmt: skip
+        run = cli(
+            "--real",
+            tmp_path / "real.wav",
+            "--generated",
+            tmp_path / f"{name}.wav",
+            "--clip-seconds",
+            "3",
+            "--scale",
+            "--json",
+        )
         assert run.returncode == 0, run.stderr
         report = strict_json(run.stdout)
         scale = {

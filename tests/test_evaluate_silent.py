@@ -20,10 +20,20 @@ def test_a_silent_real_set_is_refused_in_one_line(tmp_path: Path) -> None:
     (_, song), *_ = synthetic_songs(20.0, SR, seed=6)
     write_wav(tmp_path / "music.wav", song, SR)
     result = subprocess.run(
-        [sys.executable, "-m", "samplegan_tune.cli", "evaluate", "--real", str(tmp_path / "real"),
-         "--generated", str(tmp_path / "music.wav")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "samplegan_tune.cli",
+            "evaluate",
+            "--real",
+            str(tmp_path / "real"),
+            "--generated",
+            str(tmp_path / "music.wav"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = result.stderr.strip().splitlines()
     assert "--real" in line and "silent" in line

@@ -16,10 +16,17 @@ from samplegan_tune.synthetic import synthetic_songs
 
 def experiment(tmp_path: Path, data: list[str]) -> Experiment:
     space = load_space("smoke")
-    return Experiment(name="e", folder=tmp_path / "e", tune_storage=str(tmp_path),
-                      space_name="smoke", space_yaml=resolve_space("smoke").read_text(),
-                      settings=space.settings, data=data, num_samples=1,
-                      cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    return Experiment(
+        name="e",
+        folder=tmp_path / "e",
+        tune_storage=str(tmp_path),
+        space_name="smoke",
+        space_yaml=resolve_space("smoke").read_text(),
+        settings=space.settings,
+        data=data,
+        num_samples=1,
+        cache_dir=str(tmp_path / "cache"),
+    )
 
 
 def _overlap(a: torch.Tensor, b: torch.Tensor, probe: int = 2048) -> bool:

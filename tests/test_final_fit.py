@@ -54,11 +54,7 @@ def _wait_for(pattern: str, folder: Path, count: int, timeout: float = 300) -> N
 def test_final_fit_continues_the_best_checkpoint_and_survives_a_driver_crash(
     env, tmp_path: Path
 ) -> None:
-    args = [sys.executable, "-m", "samplegan_tune.cli", "search", "--space",
-            str(_space(tmp_path)), "--num-cpus", "2", "--storage", str(tmp_path),
-            "--name", "ff"]  # fmt: skip
-    driver = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True)  # fmt: skip
+    driver = _start_search(env, tmp_path)
     exp = tmp_path / "ff"
     _wait_for("final/trial_*/checkpoint_*", exp, 3)
     _wait_for("final/experiment_state-*.json", exp, 1)
@@ -97,3 +93,30 @@ def test_final_fit_continues_the_best_checkpoint_and_survives_a_driver_crash(
     assert Experiment.load(exp).settings.final_share == 0.6
     again = cli(env, "resume", str(exp))
     assert again.returncode == 2 and "nothing to resume" in again.stderr
+
+
+def _start_search(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:
+    """The search `ff` in its own process group, as a terminal runs it."""
+    args = [
+        sys.executable,
+        "-m",
+        "samplegan_tune.cli",
+        "search",
+        "--space",
+        str(_space(tmp_path)),
+        "--num-cpus",
+        "2",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "ff",
+    ]
+    driver = subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    return driver

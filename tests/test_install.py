@@ -25,12 +25,26 @@ def build_wheel(tmp_path: Path) -> Path:
     """A wheel of the committed HEAD (`git archive`: no untracked or ignored file in it)."""
     src = tmp_path / "src"
     src.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD"],
-                             capture_output=True, check=True).stdout  # fmt: skip
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD"], capture_output=True, check=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(dist), str(src)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(src),
+        ],
+        check=True,
+    )
     (wheel,) = dist.glob("samplegan_tune-*.whl")
     return wheel
 
@@ -41,8 +55,9 @@ def test_installed_wheel_searches_exports_and_generates(tmp_path: Path) -> None:
     spaces = {f"samplegan_tune/search_spaces/{n}.yaml" for n in ("smoke", "narrow", "wide")}
     assert spaces <= shipped
     env_bin = fresh_env(tmp_path / "env")
-    install = subprocess.run([str(env_bin / "pip"), "install", "-q", str(wheel)],
-                             capture_output=True, text=True)  # fmt: skip
+    install = subprocess.run(
+        [str(env_bin / "pip"), "install", "-q", str(wheel)], capture_output=True, text=True
+    )
     assert install.returncode == 0, install.stderr[-3000:]
 
     work = tmp_path / "work"  # an empty working folder, as on a fresh node
@@ -52,8 +67,9 @@ def test_installed_wheel_searches_exports_and_generates(tmp_path: Path) -> None:
     env.update(SAMPLEGAN_CACHE=str(tmp_path / "cache"), RAY_TMPDIR=ray_tmp)
 
     def run(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-        done = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+        done = subprocess.run(
+            args, cwd=work, env=env, capture_output=True, text=True, timeout=timeout
+        )
         assert done.returncode == 0, f"{args}: {done.stdout[-2000:]}{done.stderr[-3000:]}"
         return done
 
@@ -66,8 +82,19 @@ def test_installed_wheel_searches_exports_and_generates(tmp_path: Path) -> None:
         ).stdout
         assert all(line.startswith(str(tmp_path / "env")) for line in where.split()), where
         assert "wide" in run(str(env_bin / "samplegan-tune"), "spaces").stdout
-        searched = run(str(env_bin / "samplegan-tune"), "search", "--space", "narrow", "--smoke",
-                       "--num-samples", "2", "--num-cpus", "2", "--name", "n")  # fmt: skip
+        searched = run(
+            str(env_bin / "samplegan-tune"),
+            "search",
+            "--space",
+            "narrow",
+            "--smoke",
+            "--num-samples",
+            "2",
+            "--num-cpus",
+            "2",
+            "--name",
+            "n",
+        )
         assert "[search] 2/2 done" in searched.stdout
         run(str(env_bin / "samplegan-tune"), "export", "results/n", "--out", "model")
         check = (

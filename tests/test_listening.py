@@ -30,19 +30,34 @@ SCALE = {REAL: 3.0, REPEATED: 15.0, LOOPED: 25.0, NOISE: 30.0}
 def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("page")
     space = load_space("smoke")
-    exp = Experiment(name="page-test", folder=root / "page-test", tune_storage=str(root),
-                     space_name="smoke", space_yaml=Path(space_file()).read_text(),
-                     settings=space.settings, data=["synthetic"], num_samples=2,
-                     cache_dir=str(root / "cache"))  # fmt: skip
+    exp = Experiment(
+        name="page-test",
+        folder=root / "page-test",
+        tune_storage=str(root),
+        space_name="smoke",
+        space_yaml=Path(space_file()).read_text(),
+        settings=space.settings,
+        data=["synthetic"],
+        num_samples=2,
+        cache_dir=str(root / "cache"),
+    )
     exp.save()
     data = prepare_trial_data(exp)
     trial = Trial(TrainConfig.from_dict(TINY), data, space.settings)
     for _ in range(3):
         trial.trainer.step()
     save_checkpoint(exp.folder / "ranked" / "1" / "trial.pt", trial.state_dict())
-    entry = Entry(rank=1, trial_id="t1", final_score=5.0, score_spread=0.1234, search_score=4.0,
-                  step=3, checkpoint="ranked/1/trial.pt",
-                  params={"lr_g": 0.000123456789, "adv_loss": "hinge"}, baseline=True)  # fmt: skip
+    entry = Entry(
+        rank=1,
+        trial_id="t1",
+        final_score=5.0,
+        score_spread=0.1234,
+        search_score=4.0,
+        step=3,
+        checkpoint="ranked/1/trial.pt",
+        params={"lr_g": 0.000123456789, "adv_loss": "hinge"},
+        baseline=True,
+    )
     summaries = [
         TrialSummary("t1", "completed", 4.0, 3, 1.0, [(1, 6.0), (2, 4.0)]),
         TrialSummary("t2", "looping", 1e6, 3, 1.0, [(1, 9.0)], "quality/repetition = 0.01"),
@@ -82,14 +97,25 @@ def test_spectrograms_have_axes_one_colour_scale_and_ab_pairs(page: Path) -> Non
 def test_page_renders_in_chromium(page: Path, tmp_path: Path) -> None:
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed here (CI installs it from Debian)")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run",
-             f"--user-data-dir={tmp_path / 'chrome'}"]  # fmt: skip
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+    ]
+    dom = subprocess.run(
+        [CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
     assert "B: true continuation" in dom and "frequency (Hz, mel)" in dom and "<audio" in dom
     shot = tmp_path / "page.png"
-    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1300,1600",
-                    page.as_uri()], capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1300,1600", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.is_file() and shot.stat().st_size > 20_000
     shutil.copy(shot, Path("/tmp/listening-page.png"))  # for a person to look at

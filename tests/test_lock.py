@@ -22,14 +22,17 @@ from samplegan_tune.experiment import Experiment
 from samplegan_tune.lock import LOCK_FILE, driver_lock, holder
 from tests.conftest import cli, start_smoke_driver
 
-HOLD = "import sys, time; from samplegan_tune.lock import driver_lock as d\n" \
-       "with d(sys.argv[1], 'search'):\n    print('held', flush=True); time.sleep(600)"  # fmt: skip
+HOLD = (
+    "import sys, time; from samplegan_tune.lock import driver_lock as d\n"
+    "with d(sys.argv[1], 'search'):\n    print('held', flush=True); time.sleep(600)"
+)
 
 
 def _holding_child(folder: Path) -> subprocess.Popen:
     """Another process holding `folder`'s lock, once it has said so."""
-    child = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE,
-                             text=True)  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    )
     assert child.stdout.readline().strip() == "held"
     return child
 

@@ -48,10 +48,15 @@ class LocalCluster:
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         }
         with self._node_env():
-            self.cluster = Cluster(initialize_head=True, head_node_args={
-                "num_cpus": 0, "node_ip_address": "127.0.0.1", "temp_dir": self.ray_tmp + "/ray",
-                "include_dashboard": False,
-            })  # fmt: skip
+            self.cluster = Cluster(
+                initialize_head=True,
+                head_node_args={
+                    "num_cpus": 0,
+                    "node_ip_address": "127.0.0.1",
+                    "temp_dir": self.ray_tmp + "/ray",
+                    "include_dashboard": False,
+                },
+            )
             self.workers = [self.cluster.add_node(**WORKER) for _ in range(2)]
 
     @contextlib.contextmanager
@@ -95,8 +100,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 def search_args(storage: Path, name: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "samplegan_tune.cli", "search", "--storage", str(storage),
-            "--name", name, *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "samplegan_tune.cli",
+        "search",
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        *extra,
+    ]
 
 
 def results(exp: Path) -> dict[str, list[dict]]:
@@ -118,8 +132,18 @@ def long_smoke_space(folder: Path) -> Path:
 
 
 def test_search_spreads_fractional_gpu_trials_over_nodes(cluster, tmp_path: Path) -> None:
-    args = search_args(tmp_path, "spread", "--space", "smoke", "--address", cluster.address,
-                       "--gpus-per-trial", "0.5", "--max-concurrent", "4")  # fmt: skip
+    args = search_args(
+        tmp_path,
+        "spread",
+        "--space",
+        "smoke",
+        "--address",
+        cluster.address,
+        "--gpus-per-trial",
+        "0.5",
+        "--max-concurrent",
+        "4",
+    )
     done = subprocess.run(args, env=cluster.env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[search] 4/4 done" in done.stdout
@@ -133,10 +157,19 @@ def test_search_spreads_fractional_gpu_trials_over_nodes(cluster, tmp_path: Path
 
 def test_lost_node_costs_at_most_one_report_interval(cluster, tmp_path: Path) -> None:
     exp = tmp_path / "loss"
-    args = search_args(tmp_path, "loss", "--space", str(long_smoke_space(tmp_path)),
-                       "--address", cluster.address, "--gpus-per-trial", "0.5")  # fmt: skip
-    driver = subprocess.Popen(args, env=cluster.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    args = search_args(
+        tmp_path,
+        "loss",
+        "--space",
+        str(long_smoke_space(tmp_path)),
+        "--address",
+        cluster.address,
+        "--gpus-per-trial",
+        "0.5",
+    )
+    driver = subprocess.Popen(
+        args, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     victim = _wait_for_checkpointed_trial(exp, timeout=300)
     cluster.replace_worker(victim["node"])  # fault injection: the node dies mid-search
     output, _ = driver.communicate(timeout=600)
@@ -177,10 +210,16 @@ def _wait_for_checkpointed_trial(exp: Path, timeout: float) -> dict:
 
 def test_killed_driver_resumes_on_the_cluster(cluster, tmp_path: Path) -> None:
     exp = tmp_path / "cut"
-    args = search_args(tmp_path, "cut", "--space", "smoke", "--address", cluster.address,
-                       "--max-concurrent", "2")  # fmt: skip
-    driver = subprocess.Popen(args, env=cluster.env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    args = search_args(
+        tmp_path, "cut", "--space", "smoke", "--address", cluster.address, "--max-concurrent", "2"
+    )
+    driver = subprocess.Popen(
+        args,
+        env=cluster.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and len(list(exp.glob("trial_*/checkpoint_*"))) < 2:
         time.sleep(0.2)

@@ -10,10 +10,16 @@ from samplegan_tune.ranking import order
 
 def _entry(trial: str, score: float, adversarial_steps: int) -> Entry:
     return Entry(
-        rank=0, trial_id=trial, final_score=score, score_spread=0.0, search_score=score,
-        step=adversarial_steps + 100, checkpoint="", params={},
+        rank=0,
+        trial_id=trial,
+        final_score=score,
+        score_spread=0.0,
+        search_score=score,
+        step=adversarial_steps + 100,
+        checkpoint="",
+        params={},
         adversarial_steps=adversarial_steps,
-    )  # fmt: skip
+    )
 
 
 def _ids(entries: list[Entry]) -> list[str]:
@@ -24,9 +30,12 @@ def test_a_tie_goes_to_the_longer_trained_and_a_clear_win_to_the_better_score() 
     # The 2026-12-05 benchmark's four candidates: within 3.6 %, the 3400-step one best on
     # unseen music; then a clearly worse one that trained longest of all.
     short, long_final, short_parent, long_parent, worse = (
-        _entry("short", 3.01, 600), _entry("long", 3.05, 3300),
-        _entry("parent", 3.07, 500), _entry("baseline", 3.12, 2800), _entry("worse", 4.0, 9000),
-    )  # fmt: skip
+        _entry("short", 3.01, 600),
+        _entry("long", 3.05, 3300),
+        _entry("parent", 3.07, 500),
+        _entry("baseline", 3.12, 2800),
+        _entry("worse", 4.0, 9000),
+    )
     entries = [worse, short_parent, short, long_parent, long_final]
     assert _ids(order(entries, 0.05)) == ["long", "baseline", "short", "parent", "worse"]
     assert _ids(order(entries, 0.0)) == ["short", "long", "parent", "baseline", "worse"]

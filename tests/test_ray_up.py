@@ -79,8 +79,7 @@ def sshd(namespace: Namespace, tmp_path: Path) -> Iterator[Path]:
     """An OpenSSH server on the head's and the worker's addresses; yields the client key."""
     key, host_key = tmp_path / "id_ed25519", tmp_path / "host_ed25519"
     for path in (key, host_key):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
-                       check=True)  # fmt: skip
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     shutil.copy(f"{key}.pub", tmp_path / "authorized_keys")
     config = tmp_path / "sshd_config"
     config.write_text(f"""Port 22
@@ -96,10 +95,20 @@ UsePAM no
 PidFile none
 """)
     os.makedirs("/run/sshd", exist_ok=True)  # OpenSSH's privilege-separation folder
-    server = subprocess.Popen(namespace.command(SSHD, "-D", "-e", "-f", str(config)),
-                              stderr=subprocess.DEVNULL)  # fmt: skip
-    login = ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o",
-             "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"]  # fmt: skip
+    server = subprocess.Popen(
+        namespace.command(SSHD, "-D", "-e", "-f", str(config)), stderr=subprocess.DEVNULL
+    )
+    login = [
+        "ssh",
+        "-i",
+        str(key),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "BatchMode=yes",
+    ]
     deadline = time.monotonic() + 30
     while namespace.run(*login, f"{getpass.getuser()}@{WORKER}", "true").returncode != 0:
         assert time.monotonic() < deadline, "sshd did not accept the key on loopback"
@@ -112,8 +121,9 @@ PidFile none
 def node_setup(config: dict, bin_dir: Path) -> list[str]:
     """The YAML's own setup commands, with the project's repository URL rewritten to this
     checkout (its committed `main`, or HEAD) and `pip` to the nodes' fresh environment."""
-    ref = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                         text=True, check=True).stdout.strip()  # fmt: skip
+    ref = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     project = "git+https://github.com/YOUR-ORG/samplegan-tune@${SAMPLEGAN_REF:-main}"
     assert any(project in c for c in config["setup_commands"]), "the YAML installs the project"
     commands = []
@@ -182,8 +192,9 @@ def test_ray_up_onprem_runs_a_search_on_the_worker(namespace, sshd, tmp_path: Pa
             f"SAMPLEGAN_CACHE={tmp_path / 'cache'} {bin_dir}/samplegan-tune search --space smoke "
             f"--address auto --gpus-per-trial 0.5 --storage {tmp_path / 'results'} --name up"
         )
-        done = namespace.run(str(bin_dir / "ray"), "exec", str(cluster), search, env=env,
-                             timeout=600)  # fmt: skip
+        done = namespace.run(
+            str(bin_dir / "ray"), "exec", str(cluster), search, env=env, timeout=600
+        )
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
         assert "[search] 4/4 done" in done.stdout
         down = namespace.run(str(bin_dir / "ray"), "down", "-y", str(cluster), env=env, timeout=120)

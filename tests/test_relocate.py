@@ -29,9 +29,16 @@ from tests.conftest import cli, wait_for_checkpoints
 
 def _experiment(folder: Path) -> Experiment:
     space = load_space("smoke")
-    return Experiment(name=folder.name, folder=folder, tune_storage=str(folder.parent),
-                      space_name="smoke", space_yaml=resolve_space("smoke").read_text(),
-                      settings=space.settings, data=["synthetic"], num_samples=2)  # fmt: skip
+    return Experiment(
+        name=folder.name,
+        folder=folder,
+        tune_storage=str(folder.parent),
+        space_name="smoke",
+        space_yaml=resolve_space("smoke").read_text(),
+        settings=space.settings,
+        data=["synthetic"],
+        num_samples=2,
+    )
 
 
 def _state(folder: Path) -> dict[str, tuple[int, str]]:
@@ -75,8 +82,9 @@ def test_a_restored_searcher_tells_the_study_it_is_bound_to_now(tmp_path: Path) 
     original.mkdir()
     storage = optuna.storages.RDBStorage(f"sqlite:///{original / STUDY_FILE}")
     space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
-    searcher = OutcomeAwareOptunaSearch(space=space, metric=SCORE, mode="min",
-                                        storage=storage, study_name="s", max_reports=2)  # fmt: skip
+    searcher = OutcomeAwareOptunaSearch(
+        space=space, metric=SCORE, mode="min", storage=storage, study_name="s", max_reports=2
+    )
     searcher.suggest("t1")
     searcher.save(str(original / "searcher-state.pkl"))
     tuner_pkl = pickle.dumps(searcher)
@@ -106,11 +114,27 @@ def _start_driver(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:
     space["settings"].update(eval_rollouts=2, top_k=1, rank_rollouts=2, rank_seeds=1)
     path = tmp_path / "quick.yaml"
     path.write_text(yaml.safe_dump(space, sort_keys=False))  # a param's `when` comes after
-    args = [sys.executable, "-m", "samplegan_tune.cli", "search", "--space", str(path),
-            "--num-samples", "4", "--max-concurrent", "1", "--num-cpus", "2",
-            "--storage", str(tmp_path / "results"), "--name", "cut"]  # fmt: skip
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "samplegan_tune.cli",
+        "search",
+        "--space",
+        str(path),
+        "--num-samples",
+        "4",
+        "--max-concurrent",
+        "1",
+        "--num-cpus",
+        "2",
+        "--storage",
+        str(tmp_path / "results"),
+        "--name",
+        "cut",
+    ]
+    return subprocess.Popen(
+        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 @pytest.mark.slow

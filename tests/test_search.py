@@ -65,34 +65,9 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
     assert forced.state in (optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
     assert forced.user_attrs["outcome"] in (*TRAINING_REASONS, *ROLLOUT_REASONS)
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
-    with open(exp / "leaderboard.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    # Ranked survivors, or (tiny models rarely pass the detectors) the best attempts, each
-    # labelled with the failure it shows: never an unlabelled collapsed model.
-    assert rows, "the leaderboard lists the survivors or the flagged best attempts"
-    assert all(not r["flagged"] for r in rows) or "best attempts" in result.stdout
-    scale = {k: float(v) for k, v in rows[0].items() if k.startswith("scale: ")}
-    assert scale["scale: real continuation"] < scale["scale: looped segment"]  # a usable scale
-    assert "| reference | quality/score | position |" in (exp / "leaderboard.md").read_text()
-    finals = [float(r["final score"].split()[0]) for r in rows]
-    assert finals == sorted(finals) and [int(r["rank"]) for r in rows] == list(
-        range(1, len(rows) + 1)
-    )
-    assert str(exp / "listening" / "index.html") in result.stdout
-    assert sum(r["trial"].endswith("(baseline)") for r in rows) <= 1
-    for row in rows:  # the params a trial sampled: the latent family's knobs only with it
-        params = json.loads(row["params"])
-        assert ("ae_pretrain_steps" in params) == (params["model_family"] == "latent"), params
-
-    exported = tmp_path / "model"
-    done = cli(env, "export", str(exp), "--rank", "1", "--out", str(exported))
-    assert done.returncode == 0 and ("warning" in done.stdout) == bool(rows[0]["flagged"])
-    wav = tmp_path / "out.wav"
-    made = cli(env, "generate", str(exported), "--seconds", "2", "--out", str(wav))
-    assert made.returncode == 0, made.stderr
-    audio, rate = sf.read(wav)
-    assert rate == 16000 and len(audio) == 32000 and abs(audio).max() > 0
-    _check_export_force_replaces_only_an_export(env, exp, exported, tmp_path)
+    rows = _check_leaderboard(exp, result.stdout)
+    _check_export_and_generate(env, exp, rows, tmp_path)
+    _check_export_force_replaces_only_an_export(env, exp, tmp_path / "model", tmp_path)
     _check_a_lost_or_broken_study_is_refused(env, exp)
     beyond = cli(
         env, "export", str(exp), "--rank", str(len(rows) + 1), "--out", str(tmp_path / "x")
@@ -101,6 +76,42 @@ def test_smoke_search_prunes_collapse_ranks_exports(env, tmp_path: Path) -> None
     nowhere = cli(env, "export", str(exp), "--out", "/proc/samplegan-nope/model")
     assert nowhere.returncode == 2 and "/proc/samplegan-nope/model" in nowhere.stderr
     _check_page_renders(exp / "listening" / "index.html", tmp_path)
+
+
+def _check_leaderboard(exp: Path, stdout: str) -> list[dict[str, str]]:
+    """The leaderboard's rows: ranked in order, with a usable scale and sampled params."""
+    with open(exp / "leaderboard.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    # Ranked survivors, or (tiny models rarely pass the detectors) the best attempts, each
+    # labelled with the failure it shows: never an unlabelled collapsed model.
+    assert rows, "the leaderboard lists the survivors or the flagged best attempts"
+    assert all(not r["flagged"] for r in rows) or "best attempts" in stdout
+    scale = {k: float(v) for k, v in rows[0].items() if k.startswith("scale: ")}
+    assert scale["scale: real continuation"] < scale["scale: looped segment"]  # a usable scale
+    assert "| reference | quality/score | position |" in (exp / "leaderboard.md").read_text()
+    finals = [float(r["final score"].split()[0]) for r in rows]
+    tie = Experiment.load(exp).settings.rank_tie  # a later rank never clearly better
+    assert all(a <= b * (1 + tie) for i, a in enumerate(finals) for b in finals[i:]), finals
+    assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert str(exp / "listening" / "index.html") in stdout
+    assert sum(r["trial"].endswith("(baseline)") for r in rows) <= 1
+    for row in rows:  # the params a trial sampled: the latent family's knobs only with it
+        params = json.loads(row["params"])
+        assert ("ae_pretrain_steps" in params) == (params["model_family"] == "latent"), params
+    return rows
+
+
+def _check_export_and_generate(
+    env: dict[str, str], exp: Path, rows: list[dict[str, str]], tmp_path: Path
+) -> None:
+    exported = tmp_path / "model"
+    done = cli(env, "export", str(exp), "--rank", "1", "--out", str(exported))
+    assert done.returncode == 0 and ("warning" in done.stdout) == bool(rows[0]["flagged"])
+    wav = tmp_path / "out.wav"
+    made = cli(env, "generate", str(exported), "--seconds", "2", "--out", str(wav))
+    assert made.returncode == 0, made.stderr
+    audio, rate = sf.read(wav)
+    assert rate == 16000 and len(audio) == 32000 and abs(audio).max() > 0
 
 
 def _check_export_force_replaces_only_an_export(

@@ -42,8 +42,20 @@ def test_a_try_point_the_space_cannot_take_is_refused(env, tmp_path: Path, point
     """One line naming the key and what is allowed, exit 2, and no experiment folder: the
     name stays free (a bad value used to fail mid-search and leave a half-made one)."""
     storage = tmp_path / "results"
-    done = cli(env, "search", "--space", "smoke", "--storage", str(storage), "--name", "x",
-               "--try", "lr_d=1e-3", "--try", point)  # fmt: skip
+    done = cli(
+        env,
+        "search",
+        "--space",
+        "smoke",
+        "--storage",
+        str(storage),
+        "--name",
+        "x",
+        "--try",
+        "lr_d=1e-3",
+        "--try",
+        point,
+    )
     assert_one_line_refusal(done, f"--try {point!r}", *words)
     assert not storage.exists()
 
@@ -62,8 +74,18 @@ def test_a_try_point_the_space_can_take_is_kept_as_optuna_names_it() -> None:
 def test_a_local_ray_of_no_cpus_is_refused(env, tmp_path: Path, cpus: str) -> None:
     """--num-cpus 0 ended in a Ray traceback after the experiment folder was made."""
     storage = tmp_path / "results"
-    done = cli(env, "search", "--space", "smoke", "--storage", str(storage), "--name", "x",
-               "--num-cpus", cpus)  # fmt: skip
+    done = cli(
+        env,
+        "search",
+        "--space",
+        "smoke",
+        "--storage",
+        str(storage),
+        "--name",
+        "x",
+        "--num-cpus",
+        cpus,
+    )
     assert_one_line_refusal(done, f"--num-cpus {cpus}", "≥ 1")
     assert not storage.exists()
     exp = _experiment(tmp_path / "exp")
@@ -75,9 +97,16 @@ def test_a_local_ray_of_no_cpus_is_refused(env, tmp_path: Path, cpus: str) -> No
 def _experiment(folder: Path) -> Experiment:
     """An experiment description as `search` writes it (no search run: nothing reads further)."""
     space = load_space("smoke")
-    exp = Experiment(name=folder.name, folder=folder, tune_storage=str(folder.parent),
-                     space_name="smoke", space_yaml=resolve_space("smoke").read_text(),
-                     settings=space.settings, data=["synthetic"], num_samples=2)  # fmt: skip
+    exp = Experiment(
+        name=folder.name,
+        folder=folder,
+        tune_storage=str(folder.parent),
+        space_name="smoke",
+        space_yaml=resolve_space("smoke").read_text(),
+        settings=space.settings,
+        data=["synthetic"],
+        num_samples=2,
+    )
     exp.save()
     return exp
 
@@ -116,8 +145,20 @@ def test_a_truncated_tune_state_is_refused_in_one_line(env, tmp_path: Path) -> N
     """Ray writes its experiment state in place while a search runs: a disk that filled
     mid-write leaves it truncated. `resume` and `leaderboard` gave Ray's traceback; now one
     line naming the file, exit 2, nothing written."""
-    done = cli(env, "search", "--space", "smoke", "--num-samples", "1", "--num-cpus", "2",
-               "--storage", str(tmp_path), "--name", "full")  # fmt: skip
+    done = cli(
+        env,
+        "search",
+        "--space",
+        "smoke",
+        "--num-samples",
+        "1",
+        "--num-cpus",
+        "2",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "full",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     folder = tmp_path / "full"
     [state] = sorted(folder.glob("experiment_state-*.json"))

@@ -52,9 +52,8 @@ def test_conditional_and_relative_params() -> None:
     values = space.sample(plain)
     assert values["context"] == 512 and values["lambda_gp"] == 10.0  # the default: not sampled
     gp = optuna.trial.FixedTrial(
-        {"adv_loss": "wgan-gp", "lambda_gp": 3.0, "context_per_segment": 2,
-         "lr_g": 1e-3}
-    )  # fmt: skip
+        {"adv_loss": "wgan-gp", "lambda_gp": 3.0, "context_per_segment": 2, "lr_g": 1e-3}
+    )
     cfg = config_from_trial_params(space.sample(gp))
     assert cfg.lambda_gp == 3.0 and cfg.context == 256 and cfg.segment == 128
 

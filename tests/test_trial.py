@@ -37,8 +37,14 @@ from samplegan_tune.trial import (
     reference_clips,
 )
 
-SETTINGS = SearchSettings(max_reports=2, steps_per_report=3, grace_period=2, eval_rollouts=4,
-                          eval_seconds=0.5, rank_rollouts=4)  # fmt: skip
+SETTINGS = SearchSettings(
+    max_reports=2,
+    steps_per_report=3,
+    grace_period=2,
+    eval_rollouts=4,
+    eval_seconds=0.5,
+    rank_rollouts=4,
+)
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +108,9 @@ def test_resumed_searcher_keeps_an_outcome_told_before_the_crash(tmp_path: Path)
     space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
 
     def searcher() -> OutcomeAwareOptunaSearch:
-        return OutcomeAwareOptunaSearch(space=space, metric=SCORE, mode="min",
-                                        storage=storage, study_name="s", max_reports=2)  # fmt: skip
+        return OutcomeAwareOptunaSearch(
+            space=space, metric=SCORE, mode="min", storage=storage, study_name="s", max_reports=2
+        )
 
     before_crash = searcher()
     before_crash.suggest("t1")
@@ -206,8 +213,9 @@ def test_a_generator_still_in_stage_one_is_not_judged_nor_rankable(
 def test_optuna_is_told_the_best_report_the_ranking_uses(tmp_path: Path) -> None:
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
     space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
-    searcher = OutcomeAwareOptunaSearch(space=space, metric=SCORE, mode="min",
-                                        storage=storage, study_name="s", max_reports=3)  # fmt: skip
+    searcher = OutcomeAwareOptunaSearch(
+        space=space, metric=SCORE, mode="min", storage=storage, study_name="s", max_reports=3
+    )
     searcher.suggest("t1")
     for i, score in enumerate([5.0, 2.0, COLLAPSED_SCORE], start=1):
         searcher.on_trial_result("t1", {SCORE: score, "training_iteration": i})

@@ -11,10 +11,12 @@ _SLOPE = 0.2  # LeakyReLU slope used throughout (WaveGAN / MelGAN practice)
 
 
 def act(x: torch.Tensor) -> torch.Tensor:
+    """LeakyReLU with the slope used throughout (0.2)."""
     return F.leaky_relu(x, _SLOPE)
 
 
 def normed(module: nn.Module, norm: str) -> nn.Module:
+    """`module` under spectral or weight normalisation, as `norm` says ("none": as it is)."""
     if norm == "spectral":
         return parametrizations.spectral_norm(module)
     if norm == "weight":
@@ -37,6 +39,7 @@ def augment_context(
 
 
 def pad_to_multiple(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Zero-pad the last dim on the right to a multiple of `k`."""
     pad = (-x.shape[-1]) % k
     return F.pad(x, (0, pad)) if pad else x
 
@@ -60,6 +63,7 @@ class FilmResidual(nn.Module):
         self.film = nn.Linear(film, 2 * channels) if film else None
 
     def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """`h` (B, C, T) scaled and shifted by `cond` (when FiLM is on), then the residual convs."""
         if self.film is not None:
             scale, shift = self.film(cond.to(h.dtype)).unsqueeze(-1).chunk(2, dim=1)
             h = h * (1 + scale) + shift

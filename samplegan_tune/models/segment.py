@@ -53,6 +53,7 @@ class ContextAutoencoder(nn.Module):
         return fit_length(self.out(h), self.context).squeeze(1)
 
     def forward(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C) context -> (latent (B, L), reconstruction (B, C))."""
         latent = self.encode(context)
         return latent, self.decode(latent)
 
