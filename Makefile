@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.14.1 torchaudio==2.11.0
 	$(BIN)/pip install -q -e '.[dev]'
 	# the judge's pretrained music embedding (weights in the wheel); --no-deps: its declared
-	# TensorFlow is neither needed (samplegan_tune/musicnn.py reads the weights) nor installable
+	# TensorFlow is neither needed (samplegan_tune/judge/musicnn.py reads the weights) nor installable
 	$(BIN)/pip install -q --no-deps musicnn==0.1.0
 	rm -f $(VENV)/.installed-* && touch $@
 

@@ -17,9 +17,9 @@ import math
 
 import torch
 
-from samplegan_tune.audio import load_audio, normalise_loudness, rms_dbfs, write_wav
-from samplegan_tune.checkpoint import load_model
-from samplegan_tune.rollout import rollout
+from samplegan_tune.audio.sound import load_audio, normalise_loudness, rms_dbfs, write_wav
+from samplegan_tune.models.checkpoint import load_model
+from samplegan_tune.train.rollout import rollout
 
 
 def flatness(x: torch.Tensor, n_fft: int = 512) -> float:

@@ -35,11 +35,11 @@ from typing import Any
 import optuna
 import torch
 
-from samplegan_tune import collapse
-from samplegan_tune.experiment import Experiment, prepare_trial_data
-from samplegan_tune.metrics import NOISE_SPREAD, SCORE
-from samplegan_tune.space import config_from_trial_params, load_space, resolve_space
-from samplegan_tune.trial import Trial
+from samplegan_tune.judge import collapse
+from samplegan_tune.judge.metrics import NOISE_SPREAD, SCORE
+from samplegan_tune.tuning.experiment import Experiment, prepare_trial_data
+from samplegan_tune.tuning.space import config_from_trial_params, load_space, resolve_space
+from samplegan_tune.tuning.trial import Trial
 
 PRECISION = 0.9  # the bar for a detector to stop a trial
 _DATA: dict[str, Any] = {}  # per worker process: (experiment, trial data)

@@ -90,7 +90,7 @@ music_dir() {
     $PY - "$dir" <<'EOF'
 import sys
 import soundfile
-from samplegan_tune.synthetic import synthetic_songs
+from samplegan_tune.audio.synthetic import synthetic_songs
 for seed in range(3):
     for name, song in synthetic_songs(30.0, 16000, seed=seed):
         soundfile.write(f"{sys.argv[1]}/{name}.wav", song.numpy(), 16000)

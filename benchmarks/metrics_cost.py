@@ -23,15 +23,15 @@ from collections.abc import Callable
 
 import torch
 
-from samplegan_tune.collapse import CollapseMonitor
-from samplegan_tune.config import TrainConfig
-from samplegan_tune.data import Corpus, split_corpus
-from samplegan_tune.metrics import RealReference, evaluate_clips
-from samplegan_tune.musicmetrics import music_metrics, shared_embedding
-from samplegan_tune.rollout import rollout
-from samplegan_tune.synthetic import synthetic_songs
-from samplegan_tune.trainer import Trainer
-from samplegan_tune.trial import JUDGE_PRIMER_SECONDS
+from samplegan_tune.audio.corpus import Corpus, split_corpus
+from samplegan_tune.audio.synthetic import synthetic_songs
+from samplegan_tune.core.config import TrainConfig
+from samplegan_tune.judge.collapse import CollapseMonitor
+from samplegan_tune.judge.metrics import RealReference, evaluate_clips
+from samplegan_tune.judge.musicmetrics import music_metrics, shared_embedding
+from samplegan_tune.train.rollout import rollout
+from samplegan_tune.train.trainer import Trainer
+from samplegan_tune.tuning.trial import JUDGE_PRIMER_SECONDS
 
 
 def timed(fn: Callable[[], object], repeats: int = 1) -> float:

@@ -29,15 +29,15 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from samplegan_tune import collapse
-from samplegan_tune.config import load_config
-from samplegan_tune.data import Corpus, split_corpus
-from samplegan_tune.metrics import RealReference
-from samplegan_tune.rollout import rollout
-from samplegan_tune.space import load_space
-from samplegan_tune.synthetic import synthetic_songs
-from samplegan_tune.trainer import Trainer
-from samplegan_tune.trial import reference_clips, score_model
+from samplegan_tune.audio.corpus import Corpus, split_corpus
+from samplegan_tune.audio.synthetic import synthetic_songs
+from samplegan_tune.core.config import load_config
+from samplegan_tune.judge import collapse
+from samplegan_tune.judge.metrics import RealReference
+from samplegan_tune.train.rollout import rollout
+from samplegan_tune.train.trainer import Trainer
+from samplegan_tune.tuning.space import load_space
+from samplegan_tune.tuning.trial import reference_clips, score_model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -33,11 +33,10 @@ from pathlib import Path
 
 import torch
 
-from samplegan_tune.audio import load_audio, rms_dbfs
-from samplegan_tune.collapse import rollout_reasons
-from samplegan_tune.evaluate_cmd import primed_clips
-from samplegan_tune.figures import colour_range, mel_db, save_png
-from samplegan_tune.metrics import (
+from samplegan_tune.audio.sound import load_audio, mel_db, rms_dbfs
+from samplegan_tune.cli.evaluate import primed_clips
+from samplegan_tune.judge.collapse import rollout_reasons
+from samplegan_tune.judge.metrics import (
     CHANGE,
     DRIFTS,
     FAD_INF,
@@ -49,7 +48,8 @@ from samplegan_tune.metrics import (
     RealReference,
     evaluate_clips,
 )
-from samplegan_tune.scale import reference_sets
+from samplegan_tune.judge.scale import reference_sets
+from samplegan_tune.report.figures import colour_range, save_png
 
 RATE, PRIMER_S, LOOP = 16000, 3.0, 500
 SHOWN = (

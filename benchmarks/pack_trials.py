@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-from samplegan_tune.config import load_config
-from samplegan_tune.data import Corpus
-from samplegan_tune.synthetic import synthetic_songs
-from samplegan_tune.trainer import Trainer
+from samplegan_tune.audio.corpus import Corpus
+from samplegan_tune.audio.synthetic import synthetic_songs
+from samplegan_tune.core.config import load_config
+from samplegan_tune.train.trainer import Trainer
 
 
 def worker(rank: int, sets: list[str], device: str, seconds: float, barrier, results) -> None:

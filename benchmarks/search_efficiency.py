@@ -19,12 +19,12 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from samplegan_tune import search
-from samplegan_tune.collapse import REASON_METRIC
-from samplegan_tune.experiment import Experiment, prepare_trial_data
-from samplegan_tune.metrics import SCORE
-from samplegan_tune.search_cli import connect_ray
-from samplegan_tune.space import SearchSettings, parse_space
+from samplegan_tune.cli.search import connect_ray
+from samplegan_tune.judge.collapse import REASON_METRIC
+from samplegan_tune.judge.metrics import SCORE
+from samplegan_tune.tuning import search
+from samplegan_tune.tuning.experiment import Experiment, prepare_trial_data
+from samplegan_tune.tuning.space import SearchSettings, parse_space
 
 SPACE = """
 description: benchmark space — tiny models, rates wide enough to collapse some trials

@@ -16,12 +16,12 @@ import time
 
 import torch
 
-from samplegan_tune import losses
-from samplegan_tune.config import TrainConfig
-from samplegan_tune.data import Corpus, synthetic_songs
-from samplegan_tune.models import context_rms
-from samplegan_tune.rollout import crossfade_join
-from samplegan_tune.trainer import Trainer
+from samplegan_tune.audio.corpus import Corpus, synthetic_songs
+from samplegan_tune.core.config import TrainConfig
+from samplegan_tune.models import context_rms, level
+from samplegan_tune.train import losses
+from samplegan_tune.train.rollout import crossfade_join
+from samplegan_tune.train.trainer import Trainer
 
 
 def _flat_unroll(t: Trainer, windows: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -83,7 +83,7 @@ def hand_written_step(t: Trainer, windows: torch.Tensor) -> None:
     g_total = (
         cfg.lambda_recon_l1 * losses.reconstruction(fake, real)
         + cfg.lambda_recon_stft * losses.multi_resolution_stft(fake, real, t.stft_sizes)
-        + cfg.lambda_loudness * losses.gain_loss(gain, anchors, real[:, :s], cfg.max_gain_db)
+        + cfg.lambda_loudness * level.gain_loss(gain, anchors, real[:, :s], cfg.max_gain_db)
         + cfg.lambda_ae
         * (
             losses.reconstruction(recon, ae_in)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from samplegan_tune import search
-from samplegan_tune.experiment import Experiment, prepare_trial_data
-from samplegan_tune.search_cli import connect_ray
-from samplegan_tune.space import SearchSettings
+from samplegan_tune.cli.search import connect_ray
+from samplegan_tune.tuning import search
+from samplegan_tune.tuning.experiment import Experiment, prepare_trial_data
+from samplegan_tune.tuning.space import SearchSettings
 
 SPACE = {"description": "one default trial", "fixed": {}, "params": {"seed": {"int": [0, 1]}}}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from samplegan_tune.config import TrainConfig
+from samplegan_tune.core.config import TrainConfig
 
 TINY = dict(
     segment=64,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from samplegan_tune.artifact import CHECKSUM, FORMAT, MANIFEST, WEIGHTS, load_exported
-from samplegan_tune.config import TrainConfig
-from samplegan_tune.export import _write_folder
+from samplegan_tune.core.config import TrainConfig
 from samplegan_tune.models import build_model
+from samplegan_tune.models.artifact import CHECKSUM, FORMAT, MANIFEST, WEIGHTS, load_exported
+from samplegan_tune.report.export import _write_folder
 from tests.conftest import TINY, cli
 
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from samplegan_tune.audio import (
+from samplegan_tune.audio.sound import (
     AudioDecodeError,
     find_audio_files,
     load_audio,
@@ -20,7 +20,7 @@ from samplegan_tune.audio import (
     rms_dbfs,
     write_wav,
 )
-from samplegan_tune.errors import UserInputError
+from samplegan_tune.core.errors import UserInputError
 
 RATE = 16000
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from samplegan_tune.cluster import validate_cluster_file
-from samplegan_tune.errors import UserInputError
+from samplegan_tune.core.errors import UserInputError
+from samplegan_tune.tuning.cluster import validate_cluster_file
 
 CLUSTER = Path(__file__).resolve().parent.parent / "cluster"
 FILES = sorted(CLUSTER.glob("*.yaml"))

@@ -7,15 +7,15 @@ import math
 import pytest
 import torch
 
-from samplegan_tune import collapse as c
-from samplegan_tune import losses
-from samplegan_tune.config import TrainConfig
-from samplegan_tune.data import Corpus
-from samplegan_tune.metrics import NOISE_SPREAD, RealReference
+from samplegan_tune.audio.corpus import Corpus
+from samplegan_tune.audio.synthetic import synthetic_songs
+from samplegan_tune.core.config import TrainConfig
+from samplegan_tune.judge import collapse as c
+from samplegan_tune.judge.metrics import NOISE_SPREAD, RealReference
 from samplegan_tune.models import ContinuationModel, build_discriminators
-from samplegan_tune.synthetic import synthetic_songs
-from samplegan_tune.trainer import Trainer
-from samplegan_tune.trial import score_model
+from samplegan_tune.train import losses
+from samplegan_tune.train.trainer import Trainer
+from samplegan_tune.tuning.trial import score_model
 from tests.conftest import TINY
 
 SR = 16000

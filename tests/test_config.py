@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from samplegan_tune.config import TrainConfig, load_config, parse_set
-from samplegan_tune.errors import UserInputError
+from samplegan_tune.core.config import TrainConfig, load_config, parse_set
+from samplegan_tune.core.errors import UserInputError
 
 
 def test_defaults_are_valid_and_round_trip() -> None:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from samplegan_tune import continuity as c
+from samplegan_tune.judge import continuity as c
 
 SR = 16000
 C_MAJOR = ([60, 64, 67], [65, 69, 72], [67, 71, 74], [57, 60, 64])  # C, F, G, Am (MIDI)

@@ -13,10 +13,10 @@ import pytest
 import soundfile
 import torch
 
-from samplegan_tune.config import TrainConfig
-from samplegan_tune.data import Corpus, synthetic_songs
-from samplegan_tune.rollout import rollout
-from samplegan_tune.trainer import Trainer
+from samplegan_tune.audio.corpus import Corpus, synthetic_songs
+from samplegan_tune.core.config import TrainConfig
+from samplegan_tune.train.rollout import rollout
+from samplegan_tune.train.trainer import Trainer
 from tests.conftest import TINY
 
 pytestmark = [

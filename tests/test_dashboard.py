@@ -24,17 +24,17 @@ import optuna
 import pytest
 from ray.tune.result import TRAINING_ITERATION
 
-from samplegan_tune import dashboard
-from samplegan_tune.collapse import REASON_METRIC
-from samplegan_tune.experiment import Experiment
-from samplegan_tune.leaderboard import Entry, Leaderboard
-from samplegan_tune.metrics import SCORE
-from samplegan_tune.outcomes import TUNE_ID_ATTR
-from samplegan_tune.search import OutcomeAwareOptunaSearch
-from samplegan_tune.space import load_space
-from samplegan_tune.tbsearch import BEST_SCORE, OUTCOME
-from samplegan_tune.trainable import ROLLOUT_TAG
-from samplegan_tune.trial import REPORTS
+from samplegan_tune.judge.collapse import REASON_METRIC
+from samplegan_tune.judge.metrics import SCORE
+from samplegan_tune.tuning import dashboard
+from samplegan_tune.tuning.experiment import Experiment
+from samplegan_tune.tuning.leaderboard import Entry, Leaderboard
+from samplegan_tune.tuning.outcomes import TUNE_ID_ATTR
+from samplegan_tune.tuning.search import OutcomeAwareOptunaSearch
+from samplegan_tune.tuning.space import load_space
+from samplegan_tune.tuning.trainable import ROLLOUT_TAG
+from samplegan_tune.tuning.trial import REPORTS
+from samplegan_tune.tuning.trial_events import BEST_SCORE, OUTCOME
 from tests.conftest import cli
 
 DASHBOARD = Path(sys.executable).with_name("optuna-dashboard")

@@ -11,15 +11,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from samplegan_tune.audio import rms_dbfs
-from samplegan_tune.data import (
+from samplegan_tune.audio.corpus import (
     Corpus,
     WindowSampler,
     prepare_corpus,
     split_corpus,
     synthetic_songs,
 )
-from samplegan_tune.errors import UserInputError
+from samplegan_tune.audio.sound import rms_dbfs
+from samplegan_tune.core.errors import UserInputError
 
 RATE = 16000
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from samplegan_tune import degrade as d
-from samplegan_tune.audio import rms_dbfs
-from samplegan_tune.synthetic import synthetic_songs
+from samplegan_tune.audio.sound import rms_dbfs
+from samplegan_tune.audio.synthetic import synthetic_songs
+from samplegan_tune.judge import degrade as d
 
 RATE = 16000
 

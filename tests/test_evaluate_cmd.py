@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from samplegan_tune.audio import write_wav
-from samplegan_tune.errors import UserInputError
-from samplegan_tune.evaluate_cmd import run_evaluate
-from samplegan_tune.synthetic import synthetic_songs
+from samplegan_tune.audio.sound import write_wav
+from samplegan_tune.audio.synthetic import synthetic_songs
+from samplegan_tune.cli.evaluate import run_evaluate
+from samplegan_tune.core.errors import UserInputError
 
 SR = 16000
 
@@ -66,7 +66,7 @@ def test_music_ranks_far_better_than_white_noise(audio: dict[str, Path]) -> None
     noise = cli("--real", audio["real"], "--generated", audio["noise"], "--json")
     assert music.returncode == 0 and noise.returncode == 0, music.stderr + noise.stderr
     good, bad = strict_json(music.stdout), strict_json(noise.stdout)
-    # the judge's contract for a gross failure (samplegan_tune/calibration.py): flagged, and
+    # the judge's contract for a gross failure (samplegan_tune/judge/calibration.py): flagged, and
     # here ≥ 1.5× as well
     assert bad["quality/score"] > 1.5 * good["quality/score"]
     assert good["collapse/reason"] is None and bad["collapse/reason"] == "static"

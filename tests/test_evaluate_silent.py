@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from samplegan_tune.audio import write_wav
-from samplegan_tune.synthetic import synthetic_songs
+from samplegan_tune.audio.sound import write_wav
+from samplegan_tune.audio.synthetic import synthetic_songs
 
 SR = 16000
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from samplegan_tune.experiment import Experiment, prepare_trial_data
-from samplegan_tune.space import load_space, resolve_space
-from samplegan_tune.synthetic import synthetic_songs
+from samplegan_tune.audio.synthetic import synthetic_songs
+from samplegan_tune.tuning.experiment import Experiment, prepare_trial_data
+from samplegan_tune.tuning.space import load_space, resolve_space
 
 
 def experiment(tmp_path: Path, data: list[str]) -> Experiment:

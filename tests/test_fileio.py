@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from samplegan_tune.fileio import atomic_path, exchange, temp_sibling
+from samplegan_tune.core.fileio import atomic_path, exchange, temp_sibling
 
 
 def test_exchange_swaps_two_folders_and_both_stay_whole(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def killed_pid(temp: Path) -> str:
 
 KILLED_MID_WRITE = """
 import os, signal, sys
-from samplegan_tune.fileio import atomic_path
+from samplegan_tune.core.fileio import atomic_path
 with atomic_path(sys.argv[1]) as tmp:
     tmp.write_text("half")
     os.kill(os.getpid(), signal.SIGKILL)

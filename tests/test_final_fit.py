@@ -16,9 +16,9 @@ import pytest
 import yaml
 from ray import tune
 
-from samplegan_tune.experiment import Experiment
-from samplegan_tune.ranking import best_checkpoint_result
-from samplegan_tune.trainable import CONTINUES, START, START_STEP
+from samplegan_tune.tuning.experiment import Experiment
+from samplegan_tune.tuning.ranking import best_checkpoint_result
+from samplegan_tune.tuning.trainable import CONTINUES, START, START_STEP
 from tests.conftest import cli
 
 pytestmark = pytest.mark.slow

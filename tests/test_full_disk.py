@@ -14,14 +14,14 @@ import optuna
 import pytest
 import yaml
 
-from samplegan_tune.artifact import FORMAT, MANIFEST, WEIGHTS
-from samplegan_tune.config import TrainConfig
-from samplegan_tune.errors import OutputError
-from samplegan_tune.experiment import Experiment
-from samplegan_tune.export import _write_folder
-from samplegan_tune.leaderboard import read_leaderboard
+from samplegan_tune.core.config import TrainConfig
+from samplegan_tune.core.errors import OutputError
 from samplegan_tune.models import build_model
-from samplegan_tune.outcomes import LOST, OUTCOME_ATTR
+from samplegan_tune.models.artifact import FORMAT, MANIFEST, WEIGHTS
+from samplegan_tune.report.export import _write_folder
+from samplegan_tune.tuning.experiment import Experiment
+from samplegan_tune.tuning.leaderboard import read_leaderboard
+from samplegan_tune.tuning.outcomes import LOST, OUTCOME_ATTR
 from tests.conftest import TINY, cli
 
 BIGGER = {**TINY, "g_channels": 64}  # its weights alone outgrow the disk
@@ -107,7 +107,7 @@ def test_export_on_a_full_disk_keeps_the_earlier_export(disk: Path, model_folder
 def test_leaderboard_on_a_full_disk_keeps_the_earlier_one(disk: Path) -> None:
     """`leaderboard` rewrites its files: a disk that fills meanwhile leaves each old file
     whole and says which file could not be written."""
-    from samplegan_tune.leaderboard import Entry, Leaderboard, write_leaderboard
+    from samplegan_tune.tuning.leaderboard import Entry, Leaderboard, write_leaderboard
 
     entry = Entry(1, "t1", 1.0, 0.1, 1.2, 300, "ranked/1/trial.pt", {"lr_g": 1e-3})
     write_leaderboard(disk, Leaderboard([entry], {"real continuation": 1.0}))

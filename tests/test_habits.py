@@ -1,4 +1,4 @@
-"""The code stays readable as STYLE.md asks: short functions, the formatter never opted out."""
+"""The code stays readable: short functions, the formatter never opted out."""
 
 from __future__ import annotations
 

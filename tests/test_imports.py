@@ -1,10 +1,15 @@
 """The package's imports run one way: no module imports, at its top or inside a function,
-a module that imports it back (directly or through others)."""
+a module that imports it back (directly or through others), nor a module of a later stage
+than its own (the layer order in samplegan_tune/__init__.py)."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
+
+import samplegan_tune
+from samplegan_tune.core.moved import MOVED
 
 PACKAGE = Path(__file__).parent.parent / "samplegan_tune"
 
@@ -57,7 +62,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_has_no_import_cycle() -> None:
     graph = import_graph()
-    assert len(graph) > 40 and "samplegan_tune.search" in graph["samplegan_tune.final_fit"]
+    assert "samplegan_tune.tuning.search" in graph["samplegan_tune.tuning.final_fit"]
+    assert len(graph) > 40
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle or [])
 
@@ -66,6 +72,35 @@ def test_a_cycle_inside_a_function_is_found() -> None:
     """The check sees the imports hidden in function bodies (the two it was written for)."""
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
-    source = ast.parse("def f():\n    from samplegan_tune.search import X\n")
+    source = ast.parse("def f():\n    from samplegan_tune.tuning.search import X\n")
     found = [n.module for n in ast.walk(source) if isinstance(n, ast.ImportFrom)]
-    assert found == ["samplegan_tune.search"]
+    assert found == ["samplegan_tune.tuning.search"]
+
+
+def layer(module: str) -> int:
+    """The stage a module belongs to (its index in LAYERS); -1 for the package itself."""
+    parts = module.split(".")
+    return samplegan_tune.LAYERS.index(parts[1]) if len(parts) > 1 else -1
+
+
+def test_imports_follow_the_layer_order() -> None:
+    graph = import_graph()
+    stray = [
+        m for m in graph if m != "samplegan_tune" and m.split(".")[1] not in samplegan_tune.LAYERS
+    ]
+    assert not stray, f"modules outside every stage: {stray}"
+    graph.pop("samplegan_tune")  # the package itself only installs the old names (core.moved)
+    upward = [f"{a} -> {b}" for a, targets in graph.items() for b in targets if layer(b) > layer(a)]
+    assert not upward, "imports against the layer order:\n" + "\n".join(sorted(upward))
+
+
+def test_a_module_of_the_old_flat_layout_imports_as_its_new_home() -> None:
+    """Tune pickled our objects under the old paths: an experiment from before still loads."""
+    for old, new in MOVED.items():
+        module = importlib.import_module(f"samplegan_tune.{new}")
+        assert importlib.import_module(f"samplegan_tune.{old}") is module, old
+    from samplegan_tune.search import CollapseStopper  # what an old tuner.pkl names
+
+    from samplegan_tune.tuning.search import CollapseStopper as now
+
+    assert CollapseStopper is now

@@ -77,7 +77,7 @@ def test_installed_wheel_searches_exports_and_generates(tmp_path: Path) -> None:
         where = run(
             str(env_bin / "python"),
             "-c",
-            "import samplegan_tune.space as s; "
+            "import samplegan_tune.tuning.space as s; "
             "print(s.__file__); print(*s.builtin_spaces().values(), sep='\\n')",
         ).stdout
         assert all(line.startswith(str(tmp_path / "env")) for line in where.split()), where
@@ -98,7 +98,7 @@ def test_installed_wheel_searches_exports_and_generates(tmp_path: Path) -> None:
         assert "[search] 2/2 done" in searched.stdout
         run(str(env_bin / "samplegan-tune"), "export", "results/n", "--out", "model")
         check = (
-            "import sys; from samplegan_tune.cli import main; "
+            "import sys; from samplegan_tune.cli.main import main; "
             "code = main(['generate', 'model', '--seconds', '1', '--out', 'x.wav']); "
             "assert code == 0, code; "
             "print(sorted(m for m in ('ray', 'optuna') if m in sys.modules))"

@@ -13,9 +13,9 @@ import glob
 import pytest
 import torch
 
-from samplegan_tune import calibration as cal
-from samplegan_tune import judge
-from samplegan_tune import metric_names as n
+from samplegan_tune.judge import calibration as cal
+from samplegan_tune.judge import metric_names as n
+from samplegan_tune.judge import score as judge
 
 GENRES = {
     "metal": "/usr/share/games/fretsonfire/data/songs/muldjord/*/song.ogg",

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from samplegan_tune.checkpoint import save_checkpoint
-from samplegan_tune.config import TrainConfig
-from samplegan_tune.experiment import Experiment, prepare_trial_data
-from samplegan_tune.leaderboard import Entry, Leaderboard
-from samplegan_tune.listening import write_page
-from samplegan_tune.ranking import TrialSummary
-from samplegan_tune.scale import LOOPED, NOISE, REAL, REPEATED
-from samplegan_tune.space import load_space
-from samplegan_tune.trial import Trial
+from samplegan_tune.core.config import TrainConfig
+from samplegan_tune.judge.scale import LOOPED, NOISE, REAL, REPEATED
+from samplegan_tune.models.checkpoint import save_checkpoint
+from samplegan_tune.report.listening import write_page
+from samplegan_tune.tuning.experiment import Experiment, prepare_trial_data
+from samplegan_tune.tuning.leaderboard import Entry, Leaderboard
+from samplegan_tune.tuning.ranking import TrialSummary
+from samplegan_tune.tuning.space import load_space
+from samplegan_tune.tuning.trial import Trial
 from tests.conftest import TINY
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -66,7 +66,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def space_file() -> str:
-    from samplegan_tune.space import resolve_space
+    from samplegan_tune.tuning.space import resolve_space
 
     return str(resolve_space("smoke"))
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-from samplegan_tune.errors import UserInputError
-from samplegan_tune.experiment import Experiment
-from samplegan_tune.lock import LOCK_FILE, driver_lock, holder
+from samplegan_tune.core.errors import UserInputError
+from samplegan_tune.core.lock import LOCK_FILE, driver_lock, holder
+from samplegan_tune.tuning.experiment import Experiment
 from tests.conftest import cli, start_smoke_driver
 
 HOLD = (
-    "import sys, time; from samplegan_tune.lock import driver_lock as d\n"
+    "import sys, time; from samplegan_tune.core.lock import driver_lock as d\n"
     "with d(sys.argv[1], 'search'):\n    print('held', flush=True); time.sleep(600)"
 )
 

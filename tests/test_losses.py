@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from samplegan_tune import losses
+from samplegan_tune.models import level
+from samplegan_tune.train import losses
 
 
 def _logits(value: float) -> list[torch.Tensor]:
@@ -71,9 +72,9 @@ def test_multi_resolution_stft_zero_for_identity_and_orders_errors() -> None:
 
 def test_loudness_gap_is_linear_in_db() -> None:
     x = torch.randn(3, 256)
-    assert losses.loudness_gap(x, x) == pytest.approx(0.0, abs=1e-6)
-    assert losses.loudness_gap(x * 0.1, x) == pytest.approx(1.0, rel=1e-4)  # 20 dB / 20
-    assert losses.loudness_gap(x * 0.01, x) == pytest.approx(2.0, rel=1e-4)
+    assert level.loudness_gap(x, x) == pytest.approx(0.0, abs=1e-6)
+    assert level.loudness_gap(x * 0.1, x) == pytest.approx(1.0, rel=1e-4)  # 20 dB / 20
+    assert level.loudness_gap(x * 0.01, x) == pytest.approx(2.0, rel=1e-4)
 
 
 def test_weighted_total_skips_zero_weights_and_missing_parts() -> None:
@@ -83,8 +84,8 @@ def test_weighted_total_skips_zero_weights_and_missing_parts() -> None:
 
 def test_loudness_gap_tolerance_is_a_dead_zone() -> None:
     x = torch.randn(3, 256)
-    assert losses.loudness_gap(x * 0.1, x, tolerance_db=25.0) == 0.0  # 20 dB gap, tolerated
-    assert losses.loudness_gap(x * 0.1, x, tolerance_db=5.0) == pytest.approx(0.75, rel=1e-4)
+    assert level.loudness_gap(x * 0.1, x, tolerance_db=25.0) == 0.0  # 20 dB gap, tolerated
+    assert level.loudness_gap(x * 0.1, x, tolerance_db=5.0) == pytest.approx(0.75, rel=1e-4)
 
 
 def test_noise_spread_reference_points() -> None:

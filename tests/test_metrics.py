@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from samplegan_tune import features as f
-from samplegan_tune import metrics as m
-from samplegan_tune import timefeatures as tf
-from samplegan_tune.collapse import rollout_reasons
-from samplegan_tune.errors import UserInputError
-from samplegan_tune.synthetic import synthetic_songs
+from samplegan_tune.audio.synthetic import synthetic_songs
+from samplegan_tune.core.errors import UserInputError
+from samplegan_tune.judge import features as f
+from samplegan_tune.judge import metrics as m
+from samplegan_tune.judge import timefeatures as tf
+from samplegan_tune.judge.collapse import rollout_reasons
 
 SR = 16000
 CLIP = 2 * SR
@@ -252,7 +252,10 @@ def test_every_failure_scores_clearly_worse_than_the_real_continuation(
     failures["frozen spectrum (a held chord)"] = chord[None] / chord.std() * level
     failures["decaying transient"] = real * torch.exp(-t / 0.2)
     failures["noise at the primers' level"] = noise(8) / 0.1 * level
-    for name, clips in failures.items():  # the judge's contract (samplegan_tune/calibration.py)
+    for (
+        name,
+        clips,
+    ) in failures.items():  # the judge's contract (samplegan_tune/judge/calibration.py)
         score = m.evaluate_clips(clips, reference)[0][m.SCORE]
         assert score > worst_real, (name, score, worst_real)
         assert rollout_reasons(clips, reference) or score >= 1.5 * worst_real, name

@@ -3,8 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from samplegan_tune import losses
-from samplegan_tune.config import TrainConfig
+from samplegan_tune.core.config import TrainConfig
 from samplegan_tune.models import (
     ContinuationModel,
     LatentModel,
@@ -13,6 +12,7 @@ from samplegan_tune.models import (
     phase_shuffle,
 )
 from samplegan_tune.models.segment import ContextAutoencoder
+from samplegan_tune.train import losses
 
 
 def _run(cfg: TrainConfig) -> dict[str, torch.Tensor]:

@@ -21,8 +21,8 @@ import optuna
 import pytest
 import yaml
 
-from samplegan_tune.experiment import Experiment
-from samplegan_tune.space import resolve_space
+from samplegan_tune.tuning.experiment import Experiment
+from samplegan_tune.tuning.space import resolve_space
 
 pytestmark = pytest.mark.slow
 WORKER = {"num_cpus": 2, "num_gpus": 1, "node_ip_address": "127.0.0.1"}

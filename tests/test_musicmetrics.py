@@ -4,9 +4,9 @@ import pytest
 import torch
 import torchaudio
 
-from samplegan_tune.musicmetrics import MUSIC_FD, TAG_KL, MusicReference, music_metrics
-from samplegan_tune.musicnn import MusicEmbedding
-from samplegan_tune.synthetic import synthetic_songs
+from samplegan_tune.audio.synthetic import synthetic_songs
+from samplegan_tune.judge.musicmetrics import MUSIC_FD, TAG_KL, MusicReference, music_metrics
+from samplegan_tune.judge.musicnn import MusicEmbedding
 
 RATE = 16000
 

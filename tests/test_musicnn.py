@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from samplegan_tune.errors import UserInputError
-from samplegan_tune.musicnn import MusicEmbedding, checkpoint_prefix
-from samplegan_tune.tfbundle import read_tensor_bundle
+from samplegan_tune.core.errors import UserInputError
+from samplegan_tune.judge.musicnn import MusicEmbedding, checkpoint_prefix
+from samplegan_tune.judge.tfbundle import read_tensor_bundle
 
 REFERENCE = Path(__file__).parent / "data" / "musicnn_reference.npz"
 MODELS = ("MSD_musicnn", "MTT_musicnn")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from samplegan_tune.search import ProgressLine
+from samplegan_tune.tuning.search import ProgressLine
 
 
 def test_a_trial_being_completed_is_done_not_running(capsys) -> None:

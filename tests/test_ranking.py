@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from samplegan_tune.leaderboard import Entry, Leaderboard, read_leaderboard, write_leaderboard
-from samplegan_tune.ranking import order
+from samplegan_tune.tuning.leaderboard import (
+    Entry,
+    Leaderboard,
+    read_leaderboard,
+    write_leaderboard,
+)
+from samplegan_tune.tuning.ranking import order
 
 
 def _entry(trial: str, score: float, adversarial_steps: int) -> Entry:

@@ -18,12 +18,12 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from samplegan_tune.collapse import REASON_METRIC
-from samplegan_tune.experiment import DESCRIPTION_FILE, STUDY_FILE, Experiment
-from samplegan_tune.metrics import SCORE
-from samplegan_tune.search import OutcomeAwareOptunaSearch
-from samplegan_tune.space import load_space, resolve_space
-from samplegan_tune.trial import REPORTS
+from samplegan_tune.judge.collapse import REASON_METRIC
+from samplegan_tune.judge.metrics import SCORE
+from samplegan_tune.tuning.experiment import DESCRIPTION_FILE, STUDY_FILE, Experiment
+from samplegan_tune.tuning.search import OutcomeAwareOptunaSearch
+from samplegan_tune.tuning.space import load_space, resolve_space
+from samplegan_tune.tuning.trial import REPORTS
 from tests.conftest import cli, wait_for_checkpoints
 
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import torch
 
-from samplegan_tune.config import TrainConfig
+from samplegan_tune.core.config import TrainConfig
 from samplegan_tune.models import ContinuationModel
-from samplegan_tune.rollout import crossfade_join, fit_context, rollout
+from samplegan_tune.train.rollout import crossfade_join, fit_context, rollout
 
 
 def test_rollout_length_and_determinism(tiny: TrainConfig) -> None:

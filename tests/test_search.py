@@ -17,9 +17,9 @@ import pytest
 import soundfile as sf
 import yaml
 
-from samplegan_tune.collapse import ROLLOUT_REASONS, TRAINING_REASONS
-from samplegan_tune.experiment import Experiment
-from samplegan_tune.space import resolve_space
+from samplegan_tune.judge.collapse import ROLLOUT_REASONS, TRAINING_REASONS
+from samplegan_tune.tuning.experiment import Experiment
+from samplegan_tune.tuning.space import resolve_space
 from tests.conftest import cli, start_smoke_driver, wait_for_checkpoints
 
 pytestmark = pytest.mark.slow

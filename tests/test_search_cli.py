@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from samplegan_tune.experiment import Experiment
-from samplegan_tune.space import load_space, resolve_space
-from samplegan_tune.start_points import parse_point
+from samplegan_tune.tuning.experiment import Experiment
+from samplegan_tune.tuning.space import load_space, resolve_space
+from samplegan_tune.tuning.start_points import parse_point
 from tests.conftest import cli
 
 

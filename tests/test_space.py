@@ -6,9 +6,9 @@ import optuna
 import pytest
 import yaml
 
-from samplegan_tune.config import TrainConfig
-from samplegan_tune.errors import UserInputError
-from samplegan_tune.space import (
+from samplegan_tune.core.config import TrainConfig
+from samplegan_tune.core.errors import UserInputError
+from samplegan_tune.tuning.space import (
     SMOKE_CAPS,
     builtin_spaces,
     config_from_trial_params,

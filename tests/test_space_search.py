@@ -16,9 +16,9 @@ import pytest
 import soundfile
 import yaml
 
-from samplegan_tune.experiment import Experiment
-from samplegan_tune.ranking import load_trials
-from samplegan_tune.space import builtin_spaces
+from samplegan_tune.tuning.experiment import Experiment
+from samplegan_tune.tuning.ranking import load_trials
+from samplegan_tune.tuning.space import builtin_spaces
 from tests.conftest import cli, start_smoke_driver, wait_for_checkpoints
 
 pytestmark = pytest.mark.slow

@@ -6,10 +6,10 @@ import weakref
 import pytest
 import torch
 
-from samplegan_tune.checkpoint import load_checkpoint, save_checkpoint
-from samplegan_tune.config import TrainConfig
-from samplegan_tune.data import Corpus, synthetic_songs
-from samplegan_tune.trainer import Trainer
+from samplegan_tune.audio.corpus import Corpus, synthetic_songs
+from samplegan_tune.core.config import TrainConfig
+from samplegan_tune.models.checkpoint import load_checkpoint, save_checkpoint
+from samplegan_tune.train.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,10 @@ import pytest
 import torch
 from optuna.samplers._tpe.sampler import _split_trials  # how TPE splits good from bad
 
-from samplegan_tune.collapse import (
+from samplegan_tune.audio.corpus import Corpus, split_corpus
+from samplegan_tune.audio.synthetic import synthetic_songs
+from samplegan_tune.core.config import TrainConfig
+from samplegan_tune.judge.collapse import (
     REASON_METRIC,
     ROLLOUT_REASONS,
     SILENCE,
@@ -18,14 +21,11 @@ from samplegan_tune.collapse import (
     CollapseConfig,
     CollapseMonitor,
 )
-from samplegan_tune.config import TrainConfig
-from samplegan_tune.data import Corpus, split_corpus
-from samplegan_tune.metrics import SCORE, RealReference
-from samplegan_tune.outcomes import COLLAPSE_CONSTRAINT, STOPPED_EARLY, trial_outcome
-from samplegan_tune.search import OutcomeAwareOptunaSearch
-from samplegan_tune.space import SearchSettings
-from samplegan_tune.synthetic import synthetic_songs
-from samplegan_tune.trial import (
+from samplegan_tune.judge.metrics import SCORE, RealReference
+from samplegan_tune.tuning.outcomes import COLLAPSE_CONSTRAINT, STOPPED_EARLY, trial_outcome
+from samplegan_tune.tuning.search import OutcomeAwareOptunaSearch
+from samplegan_tune.tuning.space import SearchSettings
+from samplegan_tune.tuning.trial import (
     ADVERSARIAL_STEPS,
     COLLAPSED_SCORE,
     FLAGGED,

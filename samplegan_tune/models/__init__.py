@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from samplegan_tune.config import TrainConfig
+from samplegan_tune.core.config import TrainConfig
 from samplegan_tune.models.discriminators import (
     Discriminator,
     SegmentDiscriminator,

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samplegan_tune.config import TrainConfig
+from samplegan_tune.core.config import TrainConfig
 from samplegan_tune.models.layers import act, normed
 
 

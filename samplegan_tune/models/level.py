@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from samplegan_tune import losses
-from samplegan_tune.config import TrainConfig
+from samplegan_tune.core.config import TrainConfig
 from samplegan_tune.models.layers import context_rms
 
 
@@ -71,5 +71,26 @@ class LevelRule(nn.Module):
         """fake (N, T) segments, gain_db (N, 1), anchor (N, 1), real (N, S) targets -> the
         level loss (dB / 20)."""
         if self.mode == "context":
-            return losses.gain_loss(gain_db, anchor, real, self.max_gain_db)
-        return losses.loudness_gap(fake[:, : self.segment], real, self.tolerance_db)
+            return gain_loss(gain_db, anchor, real, self.max_gain_db)
+        return loudness_gap(fake[:, : self.segment], real, self.tolerance_db)
+
+
+def loudness_gap(fake: torch.Tensor, real: torch.Tensor, tolerance_db: float = 0.0) -> torch.Tensor:
+    """Mean absolute difference of per-example RMS level in dB (so decay costs linearly),
+    /20; gaps within ±tolerance_db cost nothing, so the level may vary that much."""
+    gap = (level_db(fake) - level_db(real)).abs()
+    return F.relu(gap - tolerance_db).mean() / 20.0
+
+
+def gain_loss(
+    gain_db: torch.Tensor, anchor: torch.Tensor, real: torch.Tensor, max_gain_db: float
+) -> torch.Tensor:
+    """L1 in dB/20 between the predicted gain (B, 1) and the real segment's (B, T) level
+    relative to the anchor level (B, 1), clipped to the reachable ±max_gain_db."""
+    target = level_db(real)[:, None] - 20 * torch.log10(anchor.float())
+    return (gain_db.float() - target.clamp(-max_gain_db, max_gain_db)).abs().mean() / 20.0
+
+
+def level_db(x: torch.Tensor) -> torch.Tensor:
+    """Level in dB of each clip: mean square over the last dim, floored at -80 dB."""
+    return 10.0 * torch.log10(x.float().pow(2).mean(dim=-1) + 1e-8)

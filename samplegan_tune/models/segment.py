@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from samplegan_tune.config import TrainConfig
+from samplegan_tune.core.config import TrainConfig
 from samplegan_tune.models.layers import FilmResidual, act, fit_length, pad_to_multiple
 from samplegan_tune.models.level import LevelRule
 

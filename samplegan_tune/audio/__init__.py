@@ -1,0 +1,1 @@
+"""Audio in: reading and writing sound, the training corpus, the synthetic songs."""

@@ -1,0 +1,1 @@
+"""The command line: `samplegan-tune train | generate | evaluate | search | ...`."""

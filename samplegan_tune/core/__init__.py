@@ -1,0 +1,1 @@
+"""Foundations every stage uses: errors, atomic file writes, the training config, locks."""

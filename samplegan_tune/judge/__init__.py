@@ -1,0 +1,1 @@
+"""Listening: features, the music embedding, metrics, the score, collapse detectors, scale."""

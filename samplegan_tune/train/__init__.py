@@ -1,0 +1,1 @@
+"""Training one model: losses, the trainer, rollouts, the `train` command's loop."""

@@ -1,0 +1,1 @@
+"""The search: spaces, trials, the Ray Tune glue, the final fit, ranking, the leaderboard."""
