@@ -19,15 +19,19 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from samplegan_tune.cli.search import connect_ray
 from samplegan_tune.judge.collapse import REASON_METRIC
 from samplegan_tune.judge.metrics import SCORE
 from samplegan_tune.tuning import search
 from samplegan_tune.tuning.experiment import Experiment, prepare_trial_data
-from samplegan_tune.tuning.space import SearchSettings, parse_space
+from samplegan_tune.tuning.space import parse_space
 
 SPACE = """
 description: benchmark space — tiny models, rates wide enough to collapse some trials
+settings: {max_reports: 6, steps_per_report: 10, grace_period: 1, reduction_factor: 2,
+           eval_rollouts: 4, eval_seconds: 1.0}
 fixed: {segment: 128, context: 512, crossfade: 32, latent: 32, ae_channels: 8, ae_depth: 3,
         noise_dim: 8, g_channels: 32, g_depth: 3, d_channels: 8, d_depth: 3, d_kind: single,
         batch_size: 8, rollout_steps: 2, d_warmup_steps: 8}
@@ -38,14 +42,7 @@ params:
   lambda_recon_stft: {uniform: [0.0, 3.0]}
   max_gain_db: {uniform: [3.0, 12.0]}
 """
-SETTINGS = SearchSettings(
-    max_reports=6,
-    steps_per_report=10,
-    grace_period=1,
-    reduction_factor=2,
-    eval_rollouts=4,
-    eval_seconds=1.0,
-)
+SETTINGS = parse_space("bench", yaml.safe_load(SPACE)).settings  # fails fast on a bad space
 
 
 def run_one(root: Path, seed: int, trials: int, baseline: bool, data: object) -> list[dict]:
@@ -106,7 +103,6 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--num-cpus", type=int, default=2)
     args = parser.parse_args()
-    parse_space("bench", __import__("yaml").safe_load(SPACE))  # fail fast on a bad space
     root = Path(tempfile.mkdtemp(prefix="search-efficiency-"))
     probe = Experiment(
         "probe", root / "probe", str(root), "bench", SPACE, SETTINGS, ["synthetic"], 1

@@ -9,28 +9,34 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
 
 from samplegan_tune.core.config import TrainConfig
 
-TINY = dict(
-    segment=64,
-    context=256,
-    crossfade=16,
-    latent=16,
-    ae_channels=4,
-    ae_depth=2,
-    noise_dim=4,
-    g_channels=16,
-    g_depth=2,
-    d_channels=4,
-    d_depth=2,
-    batch_size=4,
-    rollout_steps=2,
-    d_warmup_steps=2,
-)
+if TYPE_CHECKING:
+    from samplegan_tune.tuning.experiment import Experiment
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")  # None: the page tests skip
+
+TINY = {
+    "segment": 64,
+    "context": 256,
+    "crossfade": 16,
+    "latent": 16,
+    "ae_channels": 4,
+    "ae_depth": 2,
+    "noise_dim": 4,
+    "g_channels": 16,
+    "g_depth": 2,
+    "d_channels": 4,
+    "d_depth": 2,
+    "batch_size": 4,
+    "rollout_steps": 2,
+    "d_warmup_steps": 2,
+}
 
 
 @pytest.fixture
@@ -52,6 +58,43 @@ def env(tmp_path: Path) -> dict[str, str]:
     shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+def smoke_experiment(folder: Path, **fields: Any) -> Experiment:
+    """The smoke space's experiment description for `folder`, not saved; `fields` override."""
+    from samplegan_tune.tuning.experiment import Experiment
+    from samplegan_tune.tuning.space import load_space, resolve_space
+
+    values = dict(
+        name=folder.name,
+        folder=folder,
+        tune_storage=str(folder.parent),
+        space_name="smoke",
+        space_yaml=resolve_space("smoke").read_text(),
+        settings=load_space("smoke").settings,
+        data=["synthetic"],
+        num_samples=2,
+    )
+    return Experiment(**{**values, **fields})
+
+
+def chromium(page: Path, tmp_path: Path, *args: str) -> str:
+    """Headless Chromium's stdout for `page` with ARGS; skips the test where it is missing."""
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed here (CI installs it from Debian)")
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+    ]
+    command = [CHROMIUM, *flags, *args, page.as_uri()]
+    done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=120)
+    return done.stdout
+
+
 def cli(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `samplegan-tune ARGS` as a user would, in a subprocess."""
     return subprocess.run(
@@ -63,35 +106,36 @@ def cli(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.Compl
     )
 
 
-def start_smoke_driver(env: dict[str, str], storage: Path, name: str) -> subprocess.Popen:
-    """A 4-trial smoke search, one trial at a time, in its own process group (as a terminal
-    runs it)."""
-    args = [
-        sys.executable,
-        "-m",
-        "samplegan_tune.cli",
+def search_args(space: str | Path, storage: Path, name: str, *more: str) -> list[str]:
+    """The arguments of `samplegan-tune search` on both cores of a local Ray."""
+    return [
         "search",
         "--space",
-        "smoke",
-        "--num-samples",
-        "4",
-        "--max-concurrent",
-        "1",
+        str(space),
         "--num-cpus",
         "2",
         "--storage",
         str(storage),
         "--name",
         name,
+        *more,
     ]
+
+
+def start_driver(env: dict[str, str], *args: str, quiet: bool = False) -> subprocess.Popen:
+    """`samplegan-tune ARGS` in its own process group (as a terminal runs it); its output
+    on a pipe (stdout and stderr together), or nowhere when `quiet`."""
+    out = subprocess.DEVNULL if quiet else subprocess.PIPE
+    command = [sys.executable, "-m", "samplegan_tune.cli", *args]
     return subprocess.Popen(
-        args,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+        command, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
+
+
+def start_smoke_driver(env: dict[str, str], storage: Path, name: str) -> subprocess.Popen:
+    """A 4-trial smoke search, one trial at a time, in its own process group."""
+    more = ("--num-samples", "4", "--max-concurrent", "1")
+    return start_driver(env, *search_args("smoke", storage, name, *more))
 
 
 def wait_for_checkpoints(experiment: Path, count: int, timeout: float = 300) -> None:

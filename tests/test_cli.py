@@ -38,6 +38,22 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def train(
+    env: dict[str, str], config: Path, steps: int, out: Path, *more: str
+) -> subprocess.CompletedProcess:
+    """`samplegan-tune train --config CONFIG --steps STEPS --out OUT MORE`."""
+    return cli(
+        env, "train", "--config", str(config), "--steps", str(steps), "--out", str(out), *more
+    )
+
+
+def generate_1s(
+    env: dict[str, str], model: Path, out: Path, *more: str
+) -> subprocess.CompletedProcess:
+    """`samplegan-tune generate MODEL --seconds 1 --out OUT MORE`."""
+    return cli(env, "generate", str(model), "--seconds", "1", "--out", str(out), *more)
+
+
 def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> None:
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
@@ -57,20 +73,7 @@ def write_tone(path: Path, seconds: float, rate: int, channels: int = 1, amp: fl
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, env, tiny_yaml) -> Path:
     out = tmp_path_factory.mktemp("runs") / "run"
-    result = cli(
-        env,
-        "train",
-        "--config",
-        str(tiny_yaml),
-        "--steps",
-        "4",
-        "--out",
-        str(out),
-        "--log-every",
-        "2",
-        "--eval-every",
-        "4",
-    )
+    result = train(env, tiny_yaml, 4, out, "--log-every", "2", "--eval-every", "4")
     assert result.returncode == 0, result.stderr
     assert "step 4/4" in result.stdout and "steps/s" in result.stdout
     return out
@@ -93,18 +96,8 @@ def test_generate_writes_a_valid_wav_of_the_asked_length(trained, env, tmp_path)
     assert_user_error(again, str(out), "--force")
     primed = tmp_path / "primed.wav"
     prime = write_tone(tmp_path / "prime.flac", 0.5, 44100, channels=2)
-    result = cli(
-        env,
-        "generate",
-        str(trained / "checkpoints" / "last.pt"),
-        "--seconds",
-        "1",
-        "--out",
-        str(primed),
-        "--prime",
-        str(prime),
-        "--include-prime",
-    )
+    last = trained / "checkpoints" / "last.pt"
+    result = generate_1s(env, last, primed, "--prime", str(prime), "--include-prime")
     assert result.returncode == 0, result.stderr
     assert len(sf.read(primed)[0]) == 16000 + 8000
 
@@ -129,21 +122,8 @@ def test_generate_primes_at_an_offset_and_follows_the_primers_level(trained, env
 
     def generate(prime: Path, name: str, *extra: str) -> np.ndarray:
         out = tmp_path / f"{name}.wav"
-        result = cli(
-            env,
-            "generate",
-            str(trained),
-            "--seconds",
-            "1",
-            "--out",
-            str(out),
-            "--prime",
-            str(prime),
-            "--offset",
-            "3",
-            "--include-prime",
-            *extra,
-        )
+        more = ("--prime", str(prime), "--offset", "3", "--include-prime", *extra)
+        result = generate_1s(env, trained, out, *more)
         assert result.returncode == 0, result.stderr
         return sf.read(out)[0]
 
@@ -165,19 +145,7 @@ def test_generate_primes_at_an_offset_and_follows_the_primers_level(trained, env
         )
         < 0.5
     )
-    late = cli(
-        env,
-        "generate",
-        str(trained),
-        "--seconds",
-        "1",
-        "--out",
-        str(tmp_path / "x.wav"),
-        "--prime",
-        str(loud),
-        "--offset",
-        "7",
-    )
+    late = generate_1s(env, trained, tmp_path / "x.wav", "--prime", str(loud), "--offset", "7")
     assert_user_error(late, "--offset 7", "6.00 s")
     assert not (tmp_path / "x.wav").exists()
 
@@ -225,18 +193,7 @@ def test_odd_but_valid_inputs_train(env, tiny_yaml, tmp_path) -> None:
     write_tone(music / "mono.ogg", 1.0, 22050)
     (music / "broken.wav").write_bytes(b"RIFF not really a wave file")
     out = tmp_path / "run"
-    result = cli(
-        env,
-        "train",
-        "--data",
-        str(music),
-        "--config",
-        str(tiny_yaml),
-        "--steps",
-        "2",
-        "--out",
-        str(out),
-    )
+    result = train(env, tiny_yaml, 2, out, "--data", str(music))
     assert result.returncode == 0, result.stderr
     assert "broken.wav" in result.stderr  # skipped with a warning naming it
     assert "3 file(s)" in result.stdout
@@ -244,7 +201,7 @@ def test_odd_but_valid_inputs_train(env, tiny_yaml, tmp_path) -> None:
 
 def _train_error(env, tiny_yaml, tmp_path, *args: str) -> subprocess.CompletedProcess:
     out = tmp_path / "out"
-    result = cli(env, "train", "--config", str(tiny_yaml), "--steps", "2", "--out", str(out), *args)
+    result = train(env, tiny_yaml, 2, out, *args)
     assert not out.exists(), "a failed command must leave nothing behind"
     return result
 
@@ -291,18 +248,10 @@ def test_unwritable_output_and_bad_model(env, tiny_yaml, tmp_path) -> None:
     blocker.write_text("x")
     result = cli(env, "train", "--config", str(tiny_yaml), "--out", str(blocker / "run"))
     assert_user_error(result, str(blocker))
-    result = cli(env, "generate", str(blocker), "--seconds", "1", "--out", str(tmp_path / "o.wav"))
+    result = generate_1s(env, blocker, tmp_path / "o.wav")
     assert_user_error(result, str(blocker))
     assert not (tmp_path / "o.wav").exists()
-    result = cli(
-        env,
-        "generate",
-        str(tmp_path / "none.pt"),
-        "--seconds",
-        "1",
-        "--out",
-        str(blocker / "o.wav"),
-    )
+    result = generate_1s(env, tmp_path / "none.pt", blocker / "o.wav")
     assert_user_error(result, str(blocker))
 
 
@@ -323,22 +272,8 @@ def test_every_writing_verb_refuses_an_uncreatable_path(trained, env, tmp_path) 
 
 def test_a_collapsing_run_stops_and_says_why(env, tiny_yaml, tmp_path) -> None:
     out = tmp_path / "run"
-    result = cli(
-        env,
-        "train",
-        "--config",
-        str(tiny_yaml),
-        "--steps",
-        "40",
-        "--out",
-        str(out),
-        "--set",
-        "lr_g=1000",
-        "--set",
-        "lr_d=1000",
-        "--set",
-        "lr_ae=1000",
-    )
+    more = ("--set", "lr_g=1000", "--set", "lr_d=1000", "--set", "lr_ae=1000")
+    result = train(env, tiny_yaml, 40, out, *more)
     assert result.returncode == 1
     assert "stopped at step" in result.stdout and "training collapsed (" in result.stdout
     assert "step 40/40" not in result.stdout
@@ -350,18 +285,7 @@ def test_a_bad_set_is_blamed_on_set_and_a_bad_file_on_the_file(env, tiny_yaml, t
     assert str(tiny_yaml) not in result.stderr  # the file is fine; it was blamed before
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**TINY, "lr_g": -1}))
-    result = cli(
-        env,
-        "train",
-        "--config",
-        str(bad),
-        "--set",
-        "lr_d=0.001",
-        "--steps",
-        "2",
-        "--out",
-        str(tmp_path / "out"),
-    )
+    result = train(env, bad, 2, tmp_path / "out", "--set", "lr_d=0.001")
     assert_user_error(result, str(bad), "lr_g")
     assert not (tmp_path / "out").exists()
 
@@ -375,6 +299,6 @@ def test_resuming_a_run_already_past_steps_is_refused(trained, env) -> None:
 
 def test_generate_writes_only_wav(trained, env, tmp_path) -> None:
     mp3 = tmp_path / "x.mp3"
-    result = cli(env, "generate", str(trained), "--seconds", "1", "--out", str(mp3))
+    result = generate_1s(env, trained, mp3)
     assert_user_error(result, str(mp3), "WAV")  # it wrote WAV data under an .mp3 name
     assert not mp3.exists()

@@ -27,7 +27,6 @@ from ray.tune.result import TRAINING_ITERATION
 from samplegan_tune.judge.collapse import REASON_METRIC
 from samplegan_tune.judge.metrics import SCORE
 from samplegan_tune.tuning import dashboard
-from samplegan_tune.tuning.experiment import Experiment
 from samplegan_tune.tuning.leaderboard import Entry, Leaderboard
 from samplegan_tune.tuning.outcomes import TUNE_ID_ATTR
 from samplegan_tune.tuning.search import OutcomeAwareOptunaSearch
@@ -35,7 +34,7 @@ from samplegan_tune.tuning.space import load_space
 from samplegan_tune.tuning.trainable import ROLLOUT_TAG
 from samplegan_tune.tuning.trial import REPORTS
 from samplegan_tune.tuning.trial_events import BEST_SCORE, OUTCOME
-from tests.conftest import cli
+from tests.conftest import cli, smoke_experiment
 
 DASHBOARD = Path(sys.executable).with_name("optuna-dashboard")
 
@@ -143,7 +142,7 @@ def test_tensorboard_reads_hparams_curves_and_audio(searched: Path) -> None:
 
 
 def test_reranking_replaces_the_media_artifacts(tmp_path: Path) -> None:
-    exp = _experiment(tmp_path)
+    exp = smoke_experiment(tmp_path / "e", space_yaml="")
     exp.folder.mkdir()
     study = optuna.create_study(study_name=exp.name, storage=exp.optuna_storage())
     for tune_id in ("aaa", "bbb"):
@@ -242,20 +241,6 @@ def _answers(get: Callable[[str], bytes], path: str) -> bool:
     except (urllib.error.URLError, ConnectionError):
         return False
     return True
-
-
-def _experiment(tmp_path: Path) -> Experiment:
-    space = load_space("smoke")
-    return Experiment(
-        name="e",
-        folder=tmp_path / "e",
-        tune_storage=str(tmp_path),
-        space_name="smoke",
-        space_yaml="",
-        settings=space.settings,
-        data=["synthetic"],
-        num_samples=2,
-    )
 
 
 def _board(trial_id: str) -> Leaderboard:

@@ -61,6 +61,13 @@ def strict_json(text: str) -> dict:
     return json.loads(text, parse_constant=no_nan)
 
 
+def judged(real: Path, generated: Path, *more: str | Path) -> dict:
+    """`evaluate --real REAL --generated GENERATED MORE --json`: it exits 0; its report."""
+    result = cli("--real", real, "--generated", generated, *more, "--json")
+    assert result.returncode == 0, result.stderr
+    return strict_json(result.stdout)
+
+
 def test_music_ranks_far_better_than_white_noise(audio: dict[str, Path]) -> None:
     music = cli("--real", audio["real"], "--generated", audio["music"], "--json")
     noise = cli("--real", audio["real"], "--generated", audio["noise"], "--json")
@@ -89,17 +96,7 @@ def test_primers_judge_each_continuation_against_what_it_continues(tmp_path: Pat
         write_wav(tmp_path / "swapped" / f"{1 - i}.wav", song[cut : cut + 4 * SR], SR)
     found = {}
     for case in ("true", "swapped"):
-        result = cli(
-            "--real",
-            tmp_path / "real",
-            "--generated",
-            tmp_path / case,
-            "--primers",
-            tmp_path / "primers",
-            "--json",
-        )
-        assert result.returncode == 0, result.stderr
-        found[case] = strict_json(result.stdout)
+        found[case] = judged(tmp_path / "real", tmp_path / case, "--primers", tmp_path / "primers")
         assert "quality/key_drift" not in found[case]["unavailable"]
     assert found["swapped"]["quality/key_drift"] > 1.5 * found["true"]["quality/key_drift"]
     assert found["swapped"]["quality/score"] > found["true"]["quality/score"]
@@ -196,18 +193,9 @@ def test_scale_places_a_continuation_near_real_and_a_loop_near_the_loop(tmp_path
     write_wav(tmp_path / "loop.wav", looped, SR)
     position = {}
     for name in ("continuation", "loop"):
-        run = cli(
-            "--real",
-            tmp_path / "real.wav",
-            "--generated",
-            tmp_path / f"{name}.wav",
-            "--clip-seconds",
-            "3",
-            "--scale",
-            "--json",
+        report = judged(
+            tmp_path / "real.wav", tmp_path / f"{name}.wav", "--clip-seconds", "3", "--scale"
         )
-        assert run.returncode == 0, run.stderr
-        report = strict_json(run.stdout)
         scale = {
             k: v for k, v in report.items() if k.startswith("scale/") and k != "scale/position"
         }

@@ -11,21 +11,12 @@ import torch
 
 from samplegan_tune.audio.synthetic import synthetic_songs
 from samplegan_tune.tuning.experiment import Experiment, prepare_trial_data
-from samplegan_tune.tuning.space import load_space, resolve_space
+from tests.conftest import smoke_experiment
 
 
 def experiment(tmp_path: Path, data: list[str]) -> Experiment:
-    space = load_space("smoke")
-    return Experiment(
-        name="e",
-        folder=tmp_path / "e",
-        tune_storage=str(tmp_path),
-        space_name="smoke",
-        space_yaml=resolve_space("smoke").read_text(),
-        settings=space.settings,
-        data=data,
-        num_samples=1,
-        cache_dir=str(tmp_path / "cache"),
+    return smoke_experiment(
+        tmp_path / "e", data=data, num_samples=1, cache_dir=str(tmp_path / "cache")
     )
 
 

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from ray import tune
 from samplegan_tune.tuning.experiment import Experiment
 from samplegan_tune.tuning.ranking import best_checkpoint_result
 from samplegan_tune.tuning.trainable import CONTINUES, START, START_STEP
-from tests.conftest import cli
+from tests.conftest import cli, search_args, start_driver
 
 pytestmark = pytest.mark.slow
 STEPS = 8  # the smoke space's steps_per_report
@@ -97,26 +96,4 @@ def test_final_fit_continues_the_best_checkpoint_and_survives_a_driver_crash(
 
 def _start_search(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:
     """The search `ff` in its own process group, as a terminal runs it."""
-    args = [
-        sys.executable,
-        "-m",
-        "samplegan_tune.cli",
-        "search",
-        "--space",
-        str(_space(tmp_path)),
-        "--num-cpus",
-        "2",
-        "--storage",
-        str(tmp_path),
-        "--name",
-        "ff",
-    ]
-    driver = subprocess.Popen(
-        args,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    return driver
+    return start_driver(env, *search_args(_space(tmp_path), tmp_path, "ff"))

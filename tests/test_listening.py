@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,8 @@ from samplegan_tune.tuning.leaderboard import Entry, Leaderboard
 from samplegan_tune.tuning.ranking import TrialSummary
 from samplegan_tune.tuning.space import load_space
 from samplegan_tune.tuning.trial import Trial
-from tests.conftest import TINY
+from tests.conftest import TINY, chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCALE = {REAL: 3.0, REPEATED: 15.0, LOOPED: 25.0, NOISE: 30.0}
 
 
@@ -95,27 +93,9 @@ def test_spectrograms_have_axes_one_colour_scale_and_ab_pairs(page: Path) -> Non
 
 
 def test_page_renders_in_chromium(page: Path, tmp_path: Path) -> None:
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed here (CI installs it from Debian)")
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chrome'}",
-    ]
-    dom = subprocess.run(
-        [CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
-    ).stdout
+    dom = chromium(page, tmp_path, "--dump-dom")
     assert "B: true continuation" in dom and "frequency (Hz, mel)" in dom and "<audio" in dom
     shot = tmp_path / "page.png"
-    subprocess.run(
-        [CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1300,1600", page.as_uri()],
-        capture_output=True,
-        timeout=120,
-    )
+    chromium(page, tmp_path, f"--screenshot={shot}", "--window-size=1300,1600")
     assert shot.is_file() and shot.stat().st_size > 20_000
     shutil.copy(shot, Path("/tmp/listening-page.png"))  # for a person to look at

@@ -10,7 +10,6 @@ import pickle
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -22,23 +21,15 @@ from samplegan_tune.judge.collapse import REASON_METRIC
 from samplegan_tune.judge.metrics import SCORE
 from samplegan_tune.tuning.experiment import DESCRIPTION_FILE, STUDY_FILE, Experiment
 from samplegan_tune.tuning.search import OutcomeAwareOptunaSearch
-from samplegan_tune.tuning.space import load_space, resolve_space
+from samplegan_tune.tuning.space import resolve_space
 from samplegan_tune.tuning.trial import REPORTS
-from tests.conftest import cli, wait_for_checkpoints
-
-
-def _experiment(folder: Path) -> Experiment:
-    space = load_space("smoke")
-    return Experiment(
-        name=folder.name,
-        folder=folder,
-        tune_storage=str(folder.parent),
-        space_name="smoke",
-        space_yaml=resolve_space("smoke").read_text(),
-        settings=space.settings,
-        data=["synthetic"],
-        num_samples=2,
-    )
+from tests.conftest import (
+    cli,
+    search_args,
+    smoke_experiment,
+    start_driver,
+    wait_for_checkpoints,
+)
 
 
 def _state(folder: Path) -> dict[str, tuple[int, str]]:
@@ -54,7 +45,7 @@ def _state(folder: Path) -> dict[str, tuple[int, str]]:
 
 
 def test_search_json_names_no_path_and_an_old_one_reads_as_relative(tmp_path: Path) -> None:
-    exp = _experiment(tmp_path / "results" / "e")
+    exp = smoke_experiment(tmp_path / "results" / "e")
     exp.save()
     text = (exp.folder / DESCRIPTION_FILE).read_text()
     assert str(tmp_path) not in text
@@ -114,27 +105,8 @@ def _start_driver(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:
     space["settings"].update(eval_rollouts=2, top_k=1, rank_rollouts=2, rank_seeds=1)
     path = tmp_path / "quick.yaml"
     path.write_text(yaml.safe_dump(space, sort_keys=False))  # a param's `when` comes after
-    args = [
-        sys.executable,
-        "-m",
-        "samplegan_tune.cli",
-        "search",
-        "--space",
-        str(path),
-        "--num-samples",
-        "4",
-        "--max-concurrent",
-        "1",
-        "--num-cpus",
-        "2",
-        "--storage",
-        str(tmp_path / "results"),
-        "--name",
-        "cut",
-    ]
-    return subprocess.Popen(
-        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    more = ("--num-samples", "4", "--max-concurrent", "1")
+    return start_driver(env, *search_args(path, tmp_path / "results", "cut", *more), quiet=True)
 
 
 @pytest.mark.slow

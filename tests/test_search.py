@@ -6,9 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,10 +18,15 @@ import yaml
 from samplegan_tune.judge.collapse import ROLLOUT_REASONS, TRAINING_REASONS
 from samplegan_tune.tuning.experiment import Experiment
 from samplegan_tune.tuning.space import resolve_space
-from tests.conftest import cli, start_smoke_driver, wait_for_checkpoints
+from tests.conftest import (
+    chromium,
+    cli,
+    search_args,
+    start_smoke_driver,
+    wait_for_checkpoints,
+)
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def study(folder: Path) -> optuna.Study:
@@ -161,28 +164,10 @@ def _check_a_lost_or_broken_study_is_refused(env: dict[str, str], exp: Path) -> 
 def _check_page_renders(page: Path, tmp_path: Path) -> None:
     text = page.read_text()
     assert "<audio" in text and "How trials ended" in text and "importance" in text
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed here (CI installs it from Debian)")
+    dom = chromium(page, tmp_path, "--dump-dom")
+    assert "Top trials" in dom and "<svg" in dom
     shot = tmp_path / "page.png"
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chrome'}",
-    ]
-    dom = subprocess.run(
-        [CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
-    )
-    assert "Top trials" in dom.stdout and "<svg" in dom.stdout
-    subprocess.run(
-        [CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri()],
-        capture_output=True,
-        timeout=120,
-    )
+    chromium(page, tmp_path, f"--screenshot={shot}", "--window-size=1200,2000")
     assert shot.is_file() and shot.stat().st_size > 10_000
 
 
@@ -265,20 +250,7 @@ def test_a_trial_still_in_stage_one_is_never_ranked_nor_exported(env, tmp_path: 
     space = tmp_path / "stage1.yaml"
     space.write_text(yaml.safe_dump(smoke))
     storage = tmp_path / "results"
-    done = cli(
-        env,
-        "search",
-        "--space",
-        str(space),
-        "--num-samples",
-        "1",
-        "--num-cpus",
-        "2",
-        "--storage",
-        str(storage),
-        "--name",
-        "stage1",
-    )
+    done = cli(env, *search_args(space, storage, "stage1", "--num-samples", "1"))
     assert done.returncode == 0, done.stderr[-3000:]
     exp = storage / "stage1"
     (trial,) = study(exp).trials

@@ -5,14 +5,15 @@ search.json (the real command in a subprocess, real files)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from samplegan_tune.tuning.experiment import Experiment
-from samplegan_tune.tuning.space import load_space, resolve_space
+from samplegan_tune.tuning.space import load_space
 from samplegan_tune.tuning.start_points import parse_point
-from tests.conftest import cli
+from tests.conftest import cli, search_args, smoke_experiment
 
 
 def assert_one_line_refusal(done, *words: str) -> None:
@@ -42,20 +43,7 @@ def test_a_try_point_the_space_cannot_take_is_refused(env, tmp_path: Path, point
     """One line naming the key and what is allowed, exit 2, and no experiment folder: the
     name stays free (a bad value used to fail mid-search and leave a half-made one)."""
     storage = tmp_path / "results"
-    done = cli(
-        env,
-        "search",
-        "--space",
-        "smoke",
-        "--storage",
-        str(storage),
-        "--name",
-        "x",
-        "--try",
-        "lr_d=1e-3",
-        "--try",
-        point,
-    )
+    done = _search_smoke(env, storage, "--try", "lr_d=1e-3", "--try", point)
     assert_one_line_refusal(done, f"--try {point!r}", *words)
     assert not storage.exists()
 
@@ -74,18 +62,7 @@ def test_a_try_point_the_space_can_take_is_kept_as_optuna_names_it() -> None:
 def test_a_local_ray_of_no_cpus_is_refused(env, tmp_path: Path, cpus: str) -> None:
     """--num-cpus 0 ended in a Ray traceback after the experiment folder was made."""
     storage = tmp_path / "results"
-    done = cli(
-        env,
-        "search",
-        "--space",
-        "smoke",
-        "--storage",
-        str(storage),
-        "--name",
-        "x",
-        "--num-cpus",
-        cpus,
-    )
+    done = _search_smoke(env, storage, "--num-cpus", cpus)
     assert_one_line_refusal(done, f"--num-cpus {cpus}", "≥ 1")
     assert not storage.exists()
     exp = _experiment(tmp_path / "exp")
@@ -94,19 +71,14 @@ def test_a_local_ray_of_no_cpus_is_refused(env, tmp_path: Path, cpus: str) -> No
     assert _snapshot(exp.folder) == before
 
 
+def _search_smoke(env: dict[str, str], storage: Path, *more: str) -> subprocess.CompletedProcess:
+    """`samplegan-tune search --space smoke --storage STORAGE --name x MORE` (no --num-cpus)."""
+    return cli(env, "search", "--space", "smoke", "--storage", str(storage), "--name", "x", *more)
+
+
 def _experiment(folder: Path) -> Experiment:
     """An experiment description as `search` writes it (no search run: nothing reads further)."""
-    space = load_space("smoke")
-    exp = Experiment(
-        name=folder.name,
-        folder=folder,
-        tune_storage=str(folder.parent),
-        space_name="smoke",
-        space_yaml=resolve_space("smoke").read_text(),
-        settings=space.settings,
-        data=["synthetic"],
-        num_samples=2,
-    )
+    exp = smoke_experiment(folder)
     exp.save()
     return exp
 
@@ -145,20 +117,7 @@ def test_a_truncated_tune_state_is_refused_in_one_line(env, tmp_path: Path) -> N
     """Ray writes its experiment state in place while a search runs: a disk that filled
     mid-write leaves it truncated. `resume` and `leaderboard` gave Ray's traceback; now one
     line naming the file, exit 2, nothing written."""
-    done = cli(
-        env,
-        "search",
-        "--space",
-        "smoke",
-        "--num-samples",
-        "1",
-        "--num-cpus",
-        "2",
-        "--storage",
-        str(tmp_path),
-        "--name",
-        "full",
-    )
+    done = cli(env, *search_args("smoke", tmp_path, "full", "--num-samples", "1"))
     assert done.returncode == 0, done.stderr[-3000:]
     folder = tmp_path / "full"
     [state] = sorted(folder.glob("experiment_state-*.json"))

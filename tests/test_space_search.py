@@ -19,7 +19,7 @@ import yaml
 from samplegan_tune.tuning.experiment import Experiment
 from samplegan_tune.tuning.ranking import load_trials
 from samplegan_tune.tuning.space import builtin_spaces
-from tests.conftest import cli, start_smoke_driver, wait_for_checkpoints
+from tests.conftest import cli, search_args, start_smoke_driver, wait_for_checkpoints
 
 pytestmark = pytest.mark.slow
 EVERY_FORM = {
@@ -56,21 +56,7 @@ def assert_every_trial_trained(exp: Path, expected: int) -> None:
 
 @pytest.mark.parametrize("space", sorted(builtin_spaces()))
 def test_every_packaged_space_trains(env, tmp_path: Path, space: str) -> None:
-    result = cli(
-        env,
-        "search",
-        "--space",
-        space,
-        "--smoke",
-        "--num-samples",
-        "2",
-        "--num-cpus",
-        "2",
-        "--storage",
-        str(tmp_path),
-        "--name",
-        space,
-    )
+    result = cli(env, *search_args(space, tmp_path, space, "--smoke", "--num-samples", "2"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "[search] 2/2 done" in result.stdout
     assert_every_trial_trained(tmp_path / space, 2)
@@ -83,20 +69,7 @@ def test_user_space_with_every_form_never_waits_for_a_missing_gpu(env, tmp_path:
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(EVERY_FORM, sort_keys=False))  # params keep their order
     started = time.monotonic()
-    result = cli(
-        env,
-        "search",
-        "--space",
-        str(path),
-        "--smoke",
-        "--num-cpus",
-        "2",
-        "--storage",
-        str(tmp_path),
-        "--name",
-        "mine",
-        timeout=600,
-    )
+    result = cli(env, *search_args(path, tmp_path, "mine", "--smoke"), timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "--gpus-per-trial 0" in result.stdout and time.monotonic() - started < 600
     assert_every_trial_trained(tmp_path / "mine", 2)
@@ -106,20 +79,7 @@ def test_user_space_with_every_form_never_waits_for_a_missing_gpu(env, tmp_path:
     assert len(started) == 2  # a conditional param is shown only where its condition holds
     assert all(("lambda_gp=" in line) == ("adv_loss=wgan-gp" in line) for line in started)
 
-    asked = cli(
-        env,
-        "search",
-        "--space",
-        "smoke",
-        "--gpus-per-trial",
-        "1",
-        "--num-cpus",
-        "2",
-        "--storage",
-        str(tmp_path),
-        "--name",
-        "gpu",
-    )
+    asked = cli(env, *search_args("smoke", tmp_path, "gpu", "--gpus-per-trial", "1"))
     assert asked.returncode == 2 and "--gpus-per-trial 0" in asked.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "gpu").exists()
 
@@ -150,18 +110,7 @@ def test_trials_cut_by_the_time_budget_are_not_lost(env, tmp_path: Path) -> None
     )
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(long, sort_keys=False))  # params keep their order
-    result = cli(
-        env,
-        "search",
-        "--space",
-        str(path),
-        "--num-cpus",
-        "2",
-        "--storage",
-        str(tmp_path),
-        "--name",
-        "budget",
-    )
+    result = cli(env, *search_args(path, tmp_path, "budget"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "ranked after 40 s at most" in result.stdout
     trials = Experiment.load(tmp_path / "budget").study().trials
@@ -183,19 +132,7 @@ def test_latent_family_searches_ranks_exports_and_generates(env, tmp_path: Path)
     }
     path = tmp_path / "latent.yaml"
     path.write_text(yaml.safe_dump(space, sort_keys=False))
-    result = cli(
-        env,
-        "search",
-        "--space",
-        str(path),
-        "--smoke",
-        "--num-cpus",
-        "2",
-        "--storage",
-        str(tmp_path),
-        "--name",
-        "latent",
-    )
+    result = cli(env, *search_args(path, tmp_path, "latent", "--smoke"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert_every_trial_trained(tmp_path / "latent", 2)
     exported = tmp_path / "model"

@@ -22,7 +22,12 @@ from samplegan_tune.judge.collapse import (
     CollapseMonitor,
 )
 from samplegan_tune.judge.metrics import SCORE, RealReference
-from samplegan_tune.tuning.outcomes import COLLAPSE_CONSTRAINT, STOPPED_EARLY, trial_outcome
+from samplegan_tune.tuning.outcomes import (
+    COLLAPSE_CONSTRAINT,
+    STOPPED_EARLY,
+    collapse_violation,
+    trial_outcome,
+)
 from samplegan_tune.tuning.search import OutcomeAwareOptunaSearch
 from samplegan_tune.tuning.space import SearchSettings
 from samplegan_tune.tuning.trial import (
@@ -101,6 +106,23 @@ def test_trial_outcomes_reach_optuna_honestly() -> None:
     assert trial_outcome(dead, False, 5) == (TrialState.PRUNED, None, "silence")
     assert trial_outcome({}, True, 5)[0] == TrialState.FAIL
     assert trial_outcome({SCORE: float("nan"), "reports": 5}, False, 5)[0] == TrialState.PRUNED
+
+
+def test_a_trial_that_only_ever_sounded_collapsed_is_told_so() -> None:
+    """A detector that only flags leaves ASHA or the budget to end the trial: when no report
+    was healthy, the sampler still hears which collapse it ended in (item 5 of issue 17)."""
+    from optuna.trial import TrialState
+
+    flagged = {SCORE: COLLAPSED_SCORE, REPORTS: 2, REASON_METRIC: "", FLAGGED: "static"}
+    assert trial_outcome(flagged, False, 5) == (TrialState.PRUNED, None, "static")
+    assert collapse_violation(flagged, False, 5) == 0.8  # (5 - 2 + 1) / 5
+    # It had a healthy report before: cut early, with a score the sampler can rank.
+    assert trial_outcome(flagged, False, 5, best=3.0) == (TrialState.PRUNED, None, STOPPED_EARLY)
+    assert collapse_violation(flagged, False, 5, best=3.0) == 0.0
+    # Still in stage 1 (no generator yet): nothing to say about collapse.
+    untrained = {**flagged, FLAGGED: UNTRAINED}
+    assert trial_outcome(untrained, False, 5) == (TrialState.PRUNED, None, "no_score")
+    assert collapse_violation(untrained, False, 5) == 0.0
 
 
 def test_resumed_searcher_keeps_an_outcome_told_before_the_crash(tmp_path: Path) -> None:

@@ -150,7 +150,7 @@ class OutcomeAwareOptunaSearch(OptunaSearch):
         best = self._best.get(trial_id)
         state, value, outcome = trial_outcome(result or {}, error, self._max_reports, best)
         ot_trial = self._ot_trials[trial_id]
-        violation = collapse_violation(result or {}, error, self._max_reports)
+        violation = collapse_violation(result or {}, error, self._max_reports, best)
         with contextlib.suppress(ALREADY_TOLD):
             ot_trial.set_user_attr(OUTCOME_ATTR, outcome)
             if COLLAPSE_CONSTRAINT not in ot_trial.constraints:
