@@ -39,10 +39,10 @@ def _flat_unroll(t: Trainer, windows: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with t._autocast():
             out = t.model(context, noise, anchor)
         if k == 0:
-            ae = (out["recon"], out["ae_in"])
-        e, pending = crossfade_join(pending, out["fake"].float(), s)
-        fakes.append(out["fake"].float()), lats.append(out["latent"]), emitted.append(e)
-        gains.append(out["gain_db"])
+            ae = (out.recon, out.ae_in)
+        e, pending = crossfade_join(pending, out.fake.float(), s)
+        fakes.append(out.fake.float()), lats.append(out.latent), emitted.append(e)
+        gains.append(out.gain_db)
     real = torch.stack(
         [windows[:, c + k * s : c + k * s + s + f] for k in range(cfg.rollout_steps)], 1
     ).flatten(0, 1)
@@ -65,8 +65,8 @@ def hand_written_step(t: Trainer, windows: torch.Tensor) -> None:
     with torch.no_grad():
         fake, real, lat, seq_fake, seq_real, *_ = _flat_unroll(t, windows)
     with t._autocast():
-        (rl, _), (fl, _) = t.d(real, lat), t.d(fake, lat)
-        sr, sf = t.seq_d(seq_real)[0], t.seq_d(seq_fake)[0]
+        (rl, _), (fl, _) = t.d(real, lat, t.d_rng), t.d(fake, lat, t.d_rng)
+        sr, sf = t.seq_d(seq_real, None, t.d_rng)[0], t.seq_d(seq_fake, None, t.d_rng)[0]
     d_total = losses.d_loss(cfg.adv_loss, rl, fl) + losses.d_loss(cfg.adv_loss, [sr], [sf])
     t.opt_d.zero_grad(set_to_none=True)
     d_total.backward()
@@ -76,10 +76,11 @@ def hand_written_step(t: Trainer, windows: torch.Tensor) -> None:
 
     fake, real, lat, seq_fake, seq_real, recon, ae_in, gain, anchors = _flat_unroll(t, windows)
     with t._autocast():
-        fl, ff = t.d(fake, lat.detach())
+        seed = int(torch.randint(2**62, (), generator=t.d_rng))
+        fl, ff = t.d(fake, lat.detach(), torch.Generator().manual_seed(seed))
         with torch.no_grad():
-            _, rf = t.d(real, lat)
-        sf = t.seq_d(seq_fake)[0]
+            _, rf = t.d(real, lat, torch.Generator().manual_seed(seed))
+        sf = t.seq_d(seq_fake, None, t.d_rng)[0]
     g_total = (
         cfg.lambda_recon_l1 * losses.reconstruction(fake, real)
         + cfg.lambda_recon_stft * losses.multi_resolution_stft(fake, real, t.stft_sizes)
@@ -95,8 +96,8 @@ def hand_written_step(t: Trainer, windows: torch.Tensor) -> None:
     )
     t.opt_g.zero_grad(set_to_none=True)
     g_total.backward()
-    torch.nn.utils.clip_grad_norm_(list(t.model.g.parameters()), cfg.grad_clip)
-    torch.nn.utils.clip_grad_norm_(list(t.model.ae.parameters()), cfg.grad_clip)
+    for group in t.model.parameter_groups().values():
+        torch.nn.utils.clip_grad_norm_(group, cfg.grad_clip)
     t.opt_g.step()
 
 

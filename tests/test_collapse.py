@@ -194,20 +194,20 @@ def test_d_overpowered_fires_on_a_saturated_d_for_every_loss(
             "d_kind": "single",
         }
     )
-    d = build_discriminators(cfg)[0]
+    d, shifts = build_discriminators(cfg)[0], torch.Generator().manual_seed(0)
     audio = songs[0][1]
     starts = torch.randint(len(audio) - 256, (2, 32), generator=torch.Generator().manual_seed(1))
     real, other = (audio[s[:, None] + torch.arange(256)] for s in starts)  # (32, 256) each
     fake = 0.1 * torch.randn(32, 256)  # white noise at the music's level
-    balanced = losses.d_separation(d(real)[0], d(other)[0])
+    balanced = losses.d_separation(d(real, None, shifts)[0], d(other, None, shifts)[0])
     assert 0.3 < balanced < 0.7
     opt = torch.optim.Adam(d.parameters(), lr=1e-2)
     for _ in range(40):
-        loss = losses.d_loss(kind, d(real)[0], d(fake)[0])
+        loss = losses.d_loss(kind, d(real, None, shifts)[0], d(fake, None, shifts)[0])
         opt.zero_grad()
         loss.backward()
         opt.step()
-    real_logits, fake_logits = d(real)[0], d(fake)[0]
+    real_logits, fake_logits = d(real, None, shifts)[0], d(fake, None, shifts)[0]
     saturated = {"d/separation": losses.d_separation(real_logits, fake_logits)}
     monitor = c.CollapseMonitor(c.CollapseConfig(d_patience=2))
     assert [monitor.check_training(saturated) for _ in range(2)] == [None, c.D_OVERPOWERED]

@@ -38,10 +38,10 @@ def _run(cfg: TrainConfig) -> dict[str, torch.Tensor]:
 def test_continuation_shapes(tiny: TrainConfig, changes: dict) -> None:
     cfg = tiny.replace(**changes)
     out = _run(cfg)
-    assert out["fake"].shape == (3, cfg.segment + cfg.crossfade)
-    assert out["latent"].shape == (3, cfg.latent)
-    assert out["recon"].shape == out["ae_in"].shape == (3, cfg.context)
-    assert out["fake"].abs().max() <= 1.0 and torch.isfinite(out["fake"]).all()
+    assert out.fake.shape == (3, cfg.segment + cfg.crossfade)
+    assert out.latent.shape == (3, cfg.latent)
+    assert out.recon.shape == out.ae_in.shape == (3, cfg.context)
+    assert out.fake.abs().max() <= 1.0 and torch.isfinite(out.fake).all()
 
 
 def test_context_gain_mode_tracks_the_context_level(tiny: TrainConfig) -> None:
@@ -51,7 +51,7 @@ def test_context_gain_mode_tracks_the_context_level(tiny: TrainConfig) -> None:
     for level_db in (-40.0, -10.0):
         context = torch.randn(2, tiny.context)
         context = context / context.pow(2).mean(-1, keepdim=True).sqrt() * 10 ** (level_db / 20)
-        fake = model(context, noise)["fake"]
+        fake = model(context, noise).fake
         fake_db = 10 * torch.log10(fake.pow(2).mean(-1))
         assert (fake_db - level_db).abs().max() <= tiny.max_gain_db + 0.5
 
@@ -64,11 +64,12 @@ def test_discriminator_variants_return_logits_and_features(
     cfg = tiny.replace(d_kind=kind, d_norm=norm, phase_shuffle=2)
     seg_d, seq_d = build_discriminators(cfg)
     x = torch.randn(5, cfg.segment + cfg.crossfade)
-    logits, features = seg_d(x, torch.randn(5, cfg.latent))
+    shifts = torch.Generator().manual_seed(0)
+    logits, features = seg_d(x, torch.randn(5, cfg.latent), shifts)
     expected = {"single": 1, "multiscale": 3, "multiperiod": 3}[kind]
     assert len(logits) == expected and all(lg.shape[0] == 5 for lg in logits)
     assert len(features) == expected * cfg.d_depth
-    seq_logits, _ = seq_d(torch.randn(5, cfg.rollout_steps * cfg.segment))
+    seq_logits, _ = seq_d(torch.randn(5, cfg.rollout_steps * cfg.segment), None, shifts)
     assert seq_logits.shape[0] == 5
 
 
@@ -85,10 +86,23 @@ def test_no_sequence_discriminator_when_its_weight_is_zero(tiny: TrainConfig) ->
     assert build_discriminators(tiny.replace(rollout_steps=1))[1] is None
 
 
+def test_phase_shuffle_draws_only_from_the_generator_it_is_given(tiny: TrainConfig) -> None:
+    d, _ = build_discriminators(tiny.replace(phase_shuffle=3, d_norm="none"))  # no power step
+    x, latent = torch.randn(4, tiny.segment), torch.randn(4, tiny.latent)
+    state = torch.get_rng_state()
+    one, _ = d(x, latent, torch.Generator().manual_seed(5))
+    assert torch.equal(torch.get_rng_state(), state)  # torch's global RNG is not touched
+    again, _ = d(x, latent, torch.Generator().manual_seed(5))
+    assert all(torch.equal(a, b) for a, b in zip(one, again, strict=True))
+    with pytest.raises(ValueError, match="phase shuffle"):
+        d(x)  # training without a generator: refused, not drawn from a hidden one
+    d.eval()
+    d(x)  # no shuffle outside training, no generator needed
+
+
 def test_phase_shuffle_keeps_shape_and_content() -> None:
-    torch.manual_seed(3)
     x = torch.arange(20.0).view(1, 1, 20)
-    shuffled = phase_shuffle(x, 2)
+    shuffled = phase_shuffle(x, 2, torch.Generator().manual_seed(3))
     assert shuffled.shape == x.shape
     shift = int((shuffled[0, 0, 10] - x[0, 0, 10]).item())
     assert abs(shift) <= 2
@@ -97,8 +111,8 @@ def test_phase_shuffle_keeps_shape_and_content() -> None:
 
 def _two_noises(model: ContinuationModel, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     context = 0.1 * torch.randn(4, cfg.context)
-    a = model(context, torch.randn(4, cfg.noise_dim))["fake"]
-    return a, model(context, torch.randn(4, cfg.noise_dim))["fake"]
+    a = model(context, torch.randn(4, cfg.noise_dim)).fake
+    return a, model(context, torch.randn(4, cfg.noise_dim)).fake
 
 
 def test_film_noise_reaches_every_block(tiny: TrainConfig) -> None:
@@ -145,11 +159,11 @@ def test_learned_level_reads_the_noise_and_passes_gradients(tiny: TrainConfig) -
     for mode, reaches in (("learned", True), ("context", False)):
         model = ContinuationModel(tiny.replace(gain_mode=mode))
         out = model(context, noise)
-        out["fake"].pow(2).mean().backward()
+        out.fake.pow(2).mean().backward()
         grad = model.g.level.head.weight.grad
         assert (grad is not None and grad.abs().sum() > 0) == reaches
     learned = ContinuationModel(tiny.replace(gain_mode="learned"))
-    gains = [learned(context, torch.randn(2, tiny.noise_dim))["gain_db"] for _ in range(2)]
+    gains = [learned(context, torch.randn(2, tiny.noise_dim)).gain_db for _ in range(2)]
     assert not torch.allclose(gains[0], gains[1])
 
 
@@ -157,9 +171,9 @@ def test_context_noise_level_is_an_input(tiny: TrainConfig) -> None:
     torch.manual_seed(0)
     model = ContinuationModel(tiny)
     context, noise = 0.1 * torch.randn(2, tiny.context), torch.randn(2, tiny.noise_dim)
-    quiet = model(context, noise)["fake"]
-    assert torch.equal(quiet, model(context, noise, noise_level=torch.zeros(2, 1))["fake"])
-    assert not torch.allclose(quiet, model(context, noise, noise_level=torch.ones(2, 1))["fake"])
+    quiet = model(context, noise).fake
+    assert torch.equal(quiet, model(context, noise, noise_level=torch.zeros(2, 1)).fake)
+    assert not torch.allclose(quiet, model(context, noise, noise_level=torch.ones(2, 1)).fake)
 
 
 def test_augment_context_adds_noise_relative_to_the_level() -> None:
@@ -187,10 +201,10 @@ LATENT = {"model_family": "latent", "ae_pretrain_steps": 2}
 def test_latent_family_has_the_segment_familys_interface(tiny: TrainConfig, changes: dict) -> None:
     cfg = tiny.replace(**LATENT, **changes)
     out = _run(cfg)
-    assert out["fake"].shape == (3, cfg.segment + cfg.crossfade)
-    assert out["latent"].shape == (3, cfg.latent)
-    assert out["recon"].shape == out["ae_in"].shape == (3, cfg.context)
-    assert torch.isfinite(out["fake"]).all() and out["fake"].std() > 0
+    assert out.fake.shape == (3, cfg.segment + cfg.crossfade)
+    assert out.latent.shape == (3, cfg.latent)
+    assert out.recon.shape == out.ae_in.shape == (3, cfg.context)
+    assert torch.isfinite(out.fake).all() and out.fake.std() > 0
 
 
 def test_frame_autoencoder_frames_end_with_the_audio(tiny: TrainConfig) -> None:
@@ -211,8 +225,8 @@ def test_latent_noise_reaches_the_output(tiny: TrainConfig) -> None:
     """FiLM and the grown frames read the noise: two noises, one context, two outputs."""
     model = LatentModel(tiny.replace(**LATENT))
     context = 0.1 * torch.randn(2, tiny.context)
-    a = model(context, torch.randn(2, tiny.noise_dim))["fake"]
-    b = model(context, torch.randn(2, tiny.noise_dim))["fake"]
+    a = model(context, torch.randn(2, tiny.noise_dim)).fake
+    b = model(context, torch.randn(2, tiny.noise_dim)).fake
     assert losses.noise_spread(a, b).min() > 0.01
 
 

@@ -91,6 +91,23 @@ def test_resume_continues_exactly(tiny: TrainConfig, corpus: Corpus, tmp_path) -
     assert _losses(resumed, 3) == expected
 
 
+def test_training_leaves_torchs_global_rng_alone(tiny: TrainConfig, corpus: Corpus) -> None:
+    """Weights are seeded and every draw (batches, noise, phase shuffle, GP) comes from the
+    trainer's own generators: the caller's global RNG is the same after as before."""
+    state = torch.get_rng_state()
+    trainer = Trainer(tiny.replace(d_warmup_steps=0, adv_loss="wgan-gp", phase_shuffle=2), corpus)
+    trainer.step()
+    assert torch.equal(torch.get_rng_state(), state)
+    again = Trainer(tiny, corpus)  # the same seed, the same weights, whatever ran before
+    torch.manual_seed(12345)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            Trainer(tiny, corpus).model.parameters(), again.model.parameters(), strict=True
+        )
+    )
+
+
 def test_evaluate_is_repeatable_and_leaves_training_rng_alone(
     tiny: TrainConfig, corpus: Corpus
 ) -> None:
@@ -148,18 +165,18 @@ def test_discriminator_with_context_tail_sees_the_joint_input(
 ) -> None:
     trainer = Trainer(tiny.replace(d_context_tail=48, phase_shuffle=0), corpus)
     u = trainer.unroll(trainer.sample_windows(2), free_prob=0.0)
-    assert u["real_tail"].shape == (2, tiny.rollout_steps, 48)
+    assert u.real_tail.shape == (2, tiny.rollout_steps, 48)
     # teacher-forced: G saw the real context, so both verdicts share the real tail
-    assert torch.equal(u["fake_tail"], u["real_tail"])
+    assert torch.equal(u.fake_tail, u.real_tail)
     windows = trainer.sample_windows(2)
     step1 = tiny.context + tiny.segment
     assert torch.equal(
-        trainer.unroller.targets(windows, 1, 2)["real_tail"][:, 0], windows[:, step1 - 48 : step1]
+        trainer.unroller.targets(windows, 1, 2)[2][:, 0], windows[:, step1 - 48 : step1]
     )
-    joint = trainer._joint(u["real"], u["real_tail"])
+    joint = trainer._joint(u.real, u.real_tail)
     assert joint.shape == (2 * tiny.rollout_steps, 48 + tiny.segment + tiny.crossfade)
-    a, _ = trainer._judge(u["real"], u["latent"], u["real_tail"])
-    b, _ = trainer._judge(u["real"], u["latent"], torch.randn_like(u["real_tail"]))
+    a, _ = trainer._judge(u.real, u.latent, u.real_tail)
+    b, _ = trainer._judge(u.real, u.latent, torch.randn_like(u.real_tail))
     assert not torch.allclose(a[0], b[0])  # the verdict depends on the tail
 
 
@@ -198,7 +215,7 @@ def test_tbptt_bounds_memory_and_carries_gradient_through_feedback(
         state = trainer.unroller.start(windows, free_prob=1.0)
         u = trainer.unroller.advance(windows, state, 0, 2, keep_graph=keep)
         trainer.model.zero_grad()
-        u["fake"][:, 1].pow(2).sum().backward()
+        u.fake[:, 1].pow(2).sum().backward()
         grads.append(trainer.model.g.out.weight.grad.clone())
     assert not torch.allclose(grads[0], grads[1])
 
@@ -274,8 +291,11 @@ def test_fused_step_computes_the_plain_steps_losses_and_gradients(
         plain, fused = (t.step() for t in trainers)
     assert plain.keys() == fused.keys()
     for key in plain:
+        # D's accuracies and separation count segments (pairs): where sigma moves a little,
+        # one of 192 pairs may flip (0.5 %), so they get `tol` as an absolute slack too.
+        slack = 2 * tol if key.startswith("d/") else 1e-6
         if not key.startswith("time/"):
-            assert fused[key] == pytest.approx(plain[key], rel=tol, abs=1e-6), key
+            assert fused[key] == pytest.approx(plain[key], rel=tol, abs=slack), key
     grads = [[p.grad for p in t.model.g.parameters() if p.grad is not None] for t in trainers]
     assert len(grads[0]) == len(grads[1]) > 0
     for a, b in zip(*grads, strict=True):

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from samplegan_tune.core.config import TrainConfig
 from samplegan_tune.core.errors import UserInputError
-from samplegan_tune.models import Model, build_model
+from samplegan_tune.models import ModelFamily, build_model
 from samplegan_tune.models.checkpoint import load_model
 
 MANIFEST = "manifest.json"
@@ -32,7 +32,7 @@ def is_export(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def load_exported(folder: str | Path, device: str | torch.device = "cpu") -> Model:
+def load_exported(folder: str | Path, device: str | torch.device = "cpu") -> ModelFamily:
     """Rebuild the model from an exported folder alone, in eval mode."""
     folder = Path(folder)
     try:
@@ -66,6 +66,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_any_model(path: str | Path, device: str | torch.device = "cpu") -> Model:
+def load_any_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFamily:
     """An exported folder, a training run folder, or a checkpoint file."""
     return load_exported(path, device) if is_export(path) else load_model(path, device)

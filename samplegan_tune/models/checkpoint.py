@@ -14,7 +14,7 @@ import torch
 from samplegan_tune.core.config import TrainConfig
 from samplegan_tune.core.errors import UserInputError
 from samplegan_tune.core.fileio import atomic_path
-from samplegan_tune.models import Model, build_model
+from samplegan_tune.models import ModelFamily, build_model
 
 FORMAT = "samplegan-tune/checkpoint/1"
 LAST = Path("checkpoints") / "last.pt"
@@ -49,12 +49,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> Model:
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFamily:
     """Rebuild the autoencoder + generator from a checkpoint alone, in eval mode."""
     return model_from_state(load_checkpoint(path)).to(device)
 
 
-def model_from_state(state: dict[str, Any]) -> Model:
+def model_from_state(state: dict[str, Any]) -> ModelFamily:
     """The autoencoder + generator of a loaded checkpoint (or Trainer.state_dict()), in eval
     mode."""
     model = build_model(TrainConfig.from_dict(state["config"]))

@@ -36,16 +36,23 @@ class SegmentDiscriminator(nn.Module):
         self.shuffle = cfg.phase_shuffle
 
     def forward(
-        self, x: torch.Tensor, latent: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        latent: torch.Tensor | None = None,
+        shifts: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """x (B, T) or (B, K, T') -> logits (B, T''), feature maps."""
+        """x (B, T) or (B, K, T') -> logits (B, T''), feature maps. In training, phase shuffle
+        (when on) draws its shifts from `shifts`, which it then needs."""
         h = x.unsqueeze(1) if x.dim() == 2 else x
         features = []
+        shuffle = self.shuffle if self.training else 0
+        if shuffle and shifts is None:
+            raise ValueError("phase shuffle in training needs a generator for its shifts")
         for n, conv in enumerate(self.convs):
             h = act(conv(h))
             features.append(h)
-            if self.shuffle and self.training and n < len(self.convs) - 1:
-                h = phase_shuffle(h, self.shuffle)
+            if shuffle and n < len(self.convs) - 1:
+                h = phase_shuffle(h, shuffle, shifts)
         logits = self.post(h).squeeze(1)
         if self.project is not None and latent is not None:
             # Projection discriminator: inner product of features with the embedded condition.
@@ -70,12 +77,16 @@ class Discriminator(nn.Module):
         self.subs = nn.ModuleList(SegmentDiscriminator(cfg, c) for c in in_channels)
 
     def forward(
-        self, x: torch.Tensor, latent: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        latent: torch.Tensor | None = None,
+        shifts: torch.Generator | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """x (B, T) -> (per-sub logits, all feature maps)."""
+        """x (B, T) -> (per-sub logits, all feature maps); `shifts` as `SegmentDiscriminator`'s,
+        drawn by each sub-discriminator in turn."""
         logits, features = [], []
         for i, sub in enumerate(self.subs):
-            out, feats = sub(self._view(x, i), latent)
+            out, feats = sub(self._view(x, i), latent, shifts)
             logits.append(out)
             features.extend(feats)
         return logits, features
@@ -100,13 +111,10 @@ def build_discriminators(cfg: TrainConfig) -> tuple[Discriminator, SegmentDiscri
     return Discriminator(cfg), sequence
 
 
-def phase_shuffle(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """WaveGAN phase shuffle: shift (B, C, T) by a random -radius..radius, reflect-padded.
-
-    One draw from torch's global CPU generator per call, whatever the shift: replaying that
-    generator's state replays the shifts (the trainer's feature matching relies on it).
-    """
-    shift = int(torch.randint(-radius, radius + 1, ()).item())
+def phase_shuffle(x: torch.Tensor, radius: int, generator: torch.Generator) -> torch.Tensor:
+    """WaveGAN phase shuffle: shift (B, C, T) by a random -radius..radius drawn from
+    `generator` (one draw per call, whatever the shift), reflect-padded."""
+    shift = int(torch.randint(-radius, radius + 1, (), generator=generator))
     if shift == 0 or x.shape[-1] <= 2 * abs(shift):  # reflect needs pad < what is left
         return x
     if shift > 0:

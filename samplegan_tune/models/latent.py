@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from samplegan_tune.core.config import TrainConfig
-from samplegan_tune.models.layers import FilmResidual, act, fit_length
+from samplegan_tune.models.family import Levels, ModelFamily, Step
+from samplegan_tune.models.layers import FilmResidual, act, encoder_convs, fit_length
 from samplegan_tune.models.level import LevelRule
 
 _OVERLAP = 4  # context frames decoded before the new ones, so the decoder joins them smoothly
@@ -27,13 +28,8 @@ class FrameAutoencoder(nn.Module):
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__()
-        widths = [min(cfg.ae_channels * 2**i, cfg.ae_channels * 8) for i in range(cfg.ae_depth)]
+        widths, self.down = encoder_convs(cfg)
         self.hop = 4**cfg.ae_depth
-        ins = [1, *widths[:-1]]
-        self.down = nn.ModuleList(
-            nn.Conv1d(i, o, kernel_size=8, stride=4, padding=2)
-            for i, o in zip(ins, widths, strict=True)
-        )
         self.to_frames = nn.Conv1d(widths[-1], cfg.frame_latent, 3, padding=1)
         self.from_frames = nn.Conv1d(cfg.frame_latent, widths[-1], 3, padding=1)
         outs = [widths[0], *widths[:-1]]
@@ -130,12 +126,12 @@ class LatentGenerator(nn.Module):
         return torch.tanh(self.out(act(h))[:, :, -self.new_frames :]), seed, cond
 
 
-class LatentModel(nn.Module):
-    """Frame autoencoder + latent generator, with the segment family's interface."""
+class LatentModel(ModelFamily):
+    """Frame autoencoder + latent generator; stage 2 freezes the encoder (and the decoder
+    unless `decoder_finetune`). Its step's `latent` is the generator's seed vector."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.ae = FrameAutoencoder(cfg)
         self.g = LatentGenerator(cfg)
 
@@ -148,26 +144,14 @@ class LatentModel(nn.Module):
         for part in decoder:
             part.requires_grad_(not second or self.cfg.decoder_finetune)
 
-    def forward(
-        self,
-        context: torch.Tensor,
-        noise: torch.Tensor,
-        anchor: torch.Tensor | None = None,
-        noise_level: torch.Tensor | None = None,
-        with_recon: bool = True,
-    ) -> dict[str, torch.Tensor]:
-        """As `ContinuationModel.forward`: context (B, C) -> "fake" (B, S + crossfade),
-        "gain_db", "latent" (the seed, B, L), "ae_in", and `with_recon` "recon" (B, C)."""
-        ae_in, anchor, drift = self.g.level.prepare(context, anchor)
-        if noise_level is None:
-            noise_level = torch.zeros_like(anchor)
+    def _continue(
+        self, ae_in: torch.Tensor, noise: torch.Tensor, levels: Levels, recon: bool
+    ) -> Step:
         frames = self.ae.encode(ae_in)
-        new, seed, cond = self.g(frames, noise, noise_level)
+        new, seed, cond = self.g(frames, noise, levels.noise_level)
         keep = min(_OVERLAP, frames.shape[-1])
         audio = self.ae.decode(torch.cat([frames[:, :, -keep:], new.to(frames.dtype)], dim=2))
         raw = fit_length(audio[:, keep * self.g.hop :], self.g.out_len)
-        fake, gain_db = self.g.level(raw, seed, cond, anchor, drift)
-        out = {"fake": fake, "gain_db": gain_db, "latent": seed, "ae_in": ae_in}
-        if with_recon:
-            out["recon"] = self.ae.decode(frames)[:, -ae_in.shape[-1] :]
-        return out
+        fake, gain_db = self.g.level(raw, seed, cond, levels.anchor, levels.drift)
+        decoded = self.ae.decode(frames)[:, -ae_in.shape[-1] :] if recon else None
+        return Step(fake, gain_db, seed, ae_in, decoded)

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
 
+from samplegan_tune.core.config import TrainConfig
+
 _SLOPE = 0.2  # LeakyReLU slope used throughout (WaveGAN / MelGAN practice)
 
 
@@ -36,6 +38,18 @@ def augment_context(
     noise_level (B, 1) times the context's own RMS; the noise is drawn from `generator`."""
     noise = torch.randn(context.shape, generator=generator).to(context.device, context.dtype)
     return context + noise * (noise_level * context_rms(context)).to(context.dtype)
+
+
+def encoder_convs(cfg: TrainConfig) -> tuple[list[int], nn.ModuleList]:
+    """The autoencoder trunk both families share: ae_depth strided convs (×4 down each), from
+    one channel to widths doubling from ae_channels (at most 8×). Returns the widths too."""
+    widths = [min(cfg.ae_channels * 2**i, cfg.ae_channels * 8) for i in range(cfg.ae_depth)]
+    ins = [1, *widths[:-1]]
+    convs = nn.ModuleList(
+        nn.Conv1d(i, o, kernel_size=8, stride=4, padding=2)
+        for i, o in zip(ins, widths, strict=True)
+    )
+    return widths, convs
 
 
 def pad_to_multiple(x: torch.Tensor, k: int) -> torch.Tensor:

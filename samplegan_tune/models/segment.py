@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from samplegan_tune.core.config import TrainConfig
-from samplegan_tune.models.layers import FilmResidual, act, fit_length, pad_to_multiple
+from samplegan_tune.models.family import Levels, ModelFamily, Step
+from samplegan_tune.models.layers import (
+    FilmResidual,
+    act,
+    encoder_convs,
+    fit_length,
+    pad_to_multiple,
+)
 from samplegan_tune.models.level import LevelRule
 
 
@@ -18,15 +25,11 @@ class ContextAutoencoder(nn.Module):
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__()
-        widths = [min(cfg.ae_channels * 2**i, cfg.ae_channels * 8) for i in range(cfg.ae_depth)]
+        widths, self.down = encoder_convs(cfg)
         self.context = cfg.context
         self.bottom_len = math.ceil(cfg.context / 4**cfg.ae_depth)
         self.bottom_ch = widths[-1]
         ins = [1, *widths[:-1]]
-        self.down = nn.ModuleList(
-            nn.Conv1d(i, o, kernel_size=8, stride=4, padding=2)
-            for i, o in zip(ins, widths, strict=True)
-        )
         flat = self.bottom_ch * self.bottom_len
         self.to_latent = nn.Linear(flat, cfg.latent)
         self.from_latent = nn.Linear(cfg.latent, flat)
@@ -136,37 +139,21 @@ class _UpBlock(FilmResidual):
         return super().forward(h, cond)
 
 
-class ContinuationModel(nn.Module):
-    """Autoencoder + generator: a context window in, the next segment (+ crossfade tail) out."""
+class ContinuationModel(ModelFamily):
+    """Autoencoder + generator: a context window in, the next segment (+ crossfade tail) out.
+    Every part trains at every step (ae_pretrain_steps only skips G's updates)."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.ae = ContextAutoencoder(cfg)
         self.g = Generator(cfg)
 
-    def stage(self, step: int) -> None:
-        """Every part trains at every step (ae_pretrain_steps only skips G's updates)."""
-
-    def forward(
-        self,
-        context: torch.Tensor,
-        noise: torch.Tensor,
-        anchor: torch.Tensor | None = None,
-        noise_level: torch.Tensor | None = None,
-        with_recon: bool = True,
-    ) -> dict[str, torch.Tensor]:
-        """context (B, C), noise (B, noise_dim), anchor (B, 1) the level the rollout started at
-        (default: this context's), noise_level (B, 1) the relative noise `augment_context`
-        added to the context (default 0) -> dict with "fake" (B, S + crossfade), "gain_db"
-        (B, 1) (see LevelRule), "latent" (B, L), "ae_in" (B, C) the autoencoder's input (the
-        context as the level rule scales it) and, `with_recon`, "recon" (B, C) its output
-        (the decoder then runs even where G does not read it)."""
-        ae_in, anchor, drift = self.g.level.prepare(context, anchor)
+    def _continue(
+        self, ae_in: torch.Tensor, noise: torch.Tensor, levels: Levels, recon: bool
+    ) -> Step:
         latent = self.ae.encode(ae_in)
-        needed = with_recon or self.cfg.seed_source == "reconstruction"
-        recon = self.ae.decode(latent) if needed else None
-        seed = self.g.seed(latent, recon)
-        fake, gain_db = self.g(seed, noise, anchor, drift, noise_level)
-        out = {"fake": fake, "gain_db": gain_db, "latent": latent, "ae_in": ae_in}
-        return {**out, "recon": recon} if with_recon else out
+        needed = recon or self.cfg.seed_source == "reconstruction"
+        decoded = self.ae.decode(latent) if needed else None
+        seed = self.g.seed(latent, decoded)
+        fake, gain_db = self.g(seed, noise, levels.anchor, levels.drift, levels.noise_level)
+        return Step(fake, gain_db, latent, ae_in, decoded if recon else None)

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from samplegan_tune.core.errors import UserInputError
 from samplegan_tune.core.fileio import check_output_dir, exchange, temp_sibling, writing
-from samplegan_tune.models import Model
+from samplegan_tune.models import ModelFamily
 from samplegan_tune.models.artifact import (
     CHECKSUM,
     CONFIG,
@@ -106,7 +106,7 @@ def _is_export(folder: Path) -> bool:
         return False
 
 
-def _write_folder(out: Path, model: Model, manifest: dict, files: dict[str, str]) -> None:
+def _write_folder(out: Path, model: ModelFamily, manifest: dict, files: dict[str, str]) -> None:
     """Build the folder beside `out` (the manifest with the weights' checksum), then swap it
     in: never a half-written export, and an earlier export is replaced in one atomic
     exchange (it stays whole until then)."""
@@ -120,7 +120,9 @@ def _write_folder(out: Path, model: Model, manifest: dict, files: dict[str, str]
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _fill(staging: Path, out: Path, model: Model, manifest: dict, files: dict[str, str]) -> None:
+def _fill(
+    staging: Path, out: Path, model: ModelFamily, manifest: dict, files: dict[str, str]
+) -> None:
     """Write the export into `staging`, then swap it in as `out`."""
     with writing(out):
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}

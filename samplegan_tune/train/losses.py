@@ -68,10 +68,14 @@ def d_separation(real: Logits, fake: Logits) -> float:
 
 
 def gradient_penalty(
-    critic: Callable[[torch.Tensor], Logits], real: torch.Tensor, fake: torch.Tensor
+    critic: Callable[[torch.Tensor], Logits],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    generator: torch.Generator,
 ) -> torch.Tensor:
-    """WGAN-GP: (||grad critic(x_hat)|| - 1)^2 on random interpolates of real and fake (B, T)."""
-    alpha = torch.rand(real.shape[0], 1, device=real.device, dtype=real.dtype)
+    """WGAN-GP: (||grad critic(x_hat)|| - 1)^2 on random interpolates of real and fake (B, T),
+    their weights drawn from `generator`."""
+    alpha = torch.rand(real.shape[0], 1, generator=generator).to(real.device, real.dtype)
     mixed = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
     score = sum(out.float().sum() for out in critic(mixed))
     (grad,) = torch.autograd.grad(score, mixed, create_graph=True)

@@ -1,4 +1,5 @@
-"""Long-form generation: context -> segment -> slide the context -> repeat, crossfaded joins."""
+"""Generation: one step (shared by training, evaluation and `generate`), the crossfaded join,
+and long-form generation: context -> segment -> slide the context -> repeat."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 import torch
 
-from samplegan_tune.models import Model, augment_context, context_rms
+from samplegan_tune.models import ModelFamily, Step, augment_context, context_rms
 
 
 def crossfade_join(
@@ -33,8 +34,34 @@ def crossfade_join(
     return emitted, new[:, segment:]
 
 
+def generation_step(
+    model: ModelFamily,
+    context: torch.Tensor,
+    anchor: torch.Tensor,
+    level: torch.Tensor | None,
+    rng: torch.Generator,
+    with_recon: bool = False,
+) -> tuple[Step, torch.Tensor, torch.Tensor]:
+    """One step of generation, as training, evaluation and `generate` all run it.
+
+    Args:
+        model: the autoencoder + generator.
+        context: (B, C) the audio before the step.
+        anchor: (B, 1) the level the rollout started at.
+        level: (B, 1) the relative context noise to add (`augment_context`), or None: none.
+        rng: draws the generator's noise (B, noise_dim), then the context noise.
+        with_recon: also run the autoencoder's decoder (`Step.recon`).
+
+    Returns:
+        The step, the noise drawn, and the context as the model saw it.
+    """
+    noise = torch.randn(context.shape[0], model.cfg.noise_dim, generator=rng).to(context.device)
+    seen = context if level is None else augment_context(context, level, rng)
+    return model(seen, noise, anchor, level, with_recon=with_recon), noise, seen
+
+
 @torch.no_grad()
-def rollout(model: Model, context: torch.Tensor, num_samples: int, seed: int) -> torch.Tensor:
+def rollout(model: ModelFamily, context: torch.Tensor, num_samples: int, seed: int) -> torch.Tensor:
     """Continue each context for `num_samples` samples.
 
     Args:
@@ -55,13 +82,11 @@ def rollout(model: Model, context: torch.Tensor, num_samples: int, seed: int) ->
     noise_rng = torch.Generator().manual_seed(seed)
     steps = math.ceil(num_samples / cfg.segment)
     # The context-noise level the model was trained to read; 0 adds nothing, draws nothing.
-    level = torch.full_like(anchor, cfg.ctx_noise_gen)
+    level = torch.full_like(anchor, cfg.ctx_noise_gen) if cfg.ctx_noise_gen > 0 else None
     pieces, pending = [], None
     for _ in range(steps):
-        noise = torch.randn(context.shape[0], cfg.noise_dim, generator=noise_rng).to(device)
-        seen = augment_context(context, level, noise_rng) if cfg.ctx_noise_gen > 0 else context
-        fake = model(seen, noise, anchor, level, with_recon=False)["fake"].float()
-        emitted, pending = crossfade_join(pending, fake, cfg.segment)
+        step, _, _ = generation_step(model, context, anchor, level, noise_rng)
+        emitted, pending = crossfade_join(pending, step.fake.float(), cfg.segment)
         pieces.append(emitted)
         context = torch.cat([context[:, cfg.segment :], emitted], dim=1)
     return torch.cat(pieces, dim=1)[:, :num_samples]

@@ -17,6 +17,8 @@ from samplegan_tune.models.level import level_db
 from samplegan_tune.train import losses
 from samplegan_tune.train.unroll import Unroll, Unroller, autocast
 
+_D_SEED_OFFSET = 1_000_003  # the discriminators' generator: a stream apart from the batches'
+
 
 class Trainer:
     """Trains a model of either family (`models.build_model`) against the segment (and
@@ -38,22 +40,23 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(device)
-        torch.manual_seed(cfg.seed)  # weight init, phase shuffle and GP draw from it
-        self.model = build_model(cfg).to(self.device)
-        seg_d, seq_d = build_discriminators(cfg)
+        with torch.random.fork_rng(devices=[]):  # seeded weights; the caller's RNG untouched
+            torch.manual_seed(cfg.seed)
+            self.model = build_model(cfg).to(self.device)
+            seg_d, seq_d = build_discriminators(cfg)
         self.d = seg_d.to(self.device)
         self.seq_d = seq_d.to(self.device) if seq_d is not None else None
+        groups = self.model.parameter_groups()
         self.opt_g = torch.optim.Adam(
-            [
-                {"params": self.model.g.parameters(), "lr": cfg.lr_g},
-                {"params": self.model.ae.parameters(), "lr": cfg.lr_ae},
-            ],
+            [{"params": groups["g"], "lr": cfg.lr_g}, {"params": groups["ae"], "lr": cfg.lr_ae}],
             betas=(cfg.beta1, cfg.beta2),
         )
         self.opt_d = torch.optim.Adam(self._d_params(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         self.sampler = WindowSampler(train, self.device)
         self.eval_sampler = WindowSampler(heldout if heldout is not None else train, self.device)
         self.rng = torch.Generator().manual_seed(cfg.seed)  # batches, noise, sampling masks
+        # The discriminators' draws: phase shuffle's shifts and WGAN-GP's interpolation weights.
+        self.d_rng = torch.Generator().manual_seed(cfg.seed + _D_SEED_OFFSET)
         self.unroller = Unroller(cfg, self.model, self.rng, self.device)
         self.step_count = 0
         self.stft_sizes = losses.stft_sizes(cfg.segment)
@@ -122,39 +125,45 @@ class Trainer:
         return self.unroller.advance(windows, state, 0, self.cfg.rollout_steps)
 
     def _judge(
-        self, segments: torch.Tensor, latents: torch.Tensor, tails: torch.Tensor
+        self,
+        segments: torch.Tensor,
+        latents: torch.Tensor,
+        tails: torch.Tensor,
+        shifts: torch.Generator | None = None,
     ) -> tuple[list, list]:
         """Segment D over (B, K, T) segments, each after its (B, K, tail) context tail, with
-        their (B, K, L) context latents."""
+        their (B, K, L) context latents; phase shuffle draws from `shifts` (default d_rng)."""
+        shifts = self.d_rng if shifts is None else shifts
         with self._autocast():
-            return self.d(self._joint(segments, tails), latents.flatten(0, 1).detach())
+            return self.d(self._joint(segments, tails), latents.flatten(0, 1).detach(), shifts)
 
     def _judge_both(self, u: Unroll) -> tuple[list, list]:
         """Segment D's logits on the rollout's real and fake steps. With `fused_step` one
         batched call (one phase-shuffle draw and one spectral-norm power iteration for both
         halves, as the math intends), else one call each."""
         if not self.cfg.fused_step:
-            real, _ = self._judge(u["real"], u["latent"], u["real_tail"])
-            fake, _ = self._judge(u["fake"], u["latent"], u["fake_tail"])
+            real, _ = self._judge(u.real, u.latent, u.real_tail)
+            fake, _ = self._judge(u.fake, u.latent, u.fake_tail)
             return real, fake
-        both = torch.cat([u["real"], u["fake"]])  # (2B, K, T)
-        tails = torch.cat([u["real_tail"], u["fake_tail"]])
-        logits, _ = self._judge(both, torch.cat([u["latent"], u["latent"]]), tails)
-        n = u["real"].shape[0] * u["real"].shape[1]
+        both = torch.cat([u.real, u.fake])  # (2B, K, T)
+        tails = torch.cat([u.real_tail, u.fake_tail])
+        logits, _ = self._judge(both, torch.cat([u.latent, u.latent]), tails)
+        n = u.real.shape[0] * u.real.shape[1]
         return [x[:n] for x in logits], [x[n:] for x in logits]
 
     def _judge_sequences(self, u: Unroll) -> tuple[list, list]:
         """Sequence D's logits on each piece of the real and the stitched fake rollout, in
         one batched call per piece with `fused_step`."""
-        pairs = zip(self._seq_pieces(u["real_seq"]), self._seq_pieces(u["stitched"]), strict=True)
+        pairs = zip(self._seq_pieces(u.real_seq), self._seq_pieces(u.stitched), strict=True)
         real, fake = [], []
         with self._autocast():
             for r, f in pairs:
                 if self.cfg.fused_step:
-                    logits = self.seq_d(torch.cat([r, f]))[0]
+                    logits = self.seq_d(torch.cat([r, f]), None, self.d_rng)[0]
                     real.append(logits[: r.shape[0]]), fake.append(logits[r.shape[0] :])
                 else:
-                    real.append(self.seq_d(r)[0]), fake.append(self.seq_d(f)[0])
+                    real.append(self.seq_d(r, None, self.d_rng)[0])
+                    fake.append(self.seq_d(f, None, self.d_rng)[0])
         return real, fake
 
     def _joint(self, segments: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
@@ -175,11 +184,12 @@ class Trainer:
         real_logits, fake_logits = self._judge_both(u)
         parts = {"adv": losses.d_loss(cfg.adv_loss, real_logits, fake_logits)}
         if cfg.adv_loss == "wgan-gp":
-            flat_latent = u["latent"].flatten(0, 1)
+            flat_latent = u.latent.flatten(0, 1)
             parts["gp"] = losses.gradient_penalty(
-                lambda x: self.d(x, flat_latent)[0],
-                self._joint(u["real"], u["real_tail"]),
-                self._joint(u["fake"], u["fake_tail"]),
+                lambda x: self.d(x, flat_latent, self.d_rng)[0],
+                self._joint(u.real, u.real_tail),
+                self._joint(u.fake, u.fake_tail),
+                self.d_rng,
             )
         if self.seq_d is not None:
             seq_real, seq_fake = self._judge_sequences(u)
@@ -240,12 +250,11 @@ class Trainer:
             for name, value in {**parts, "g_total": total}.items():
                 sums[f"loss/{name}"] = sums.get(f"loss/{name}", 0.0) + float(value.detach())
             if alt:
-                spread = losses.noise_spread(u["fake"][:, 0], u["fake_alt"]).mean()
+                spread = losses.noise_spread(u.fake[:, 0], u.fake_alt).mean()
                 sums["g/noise_spread"] = float(spread.detach())
-            for key in ("context", "pending", "emitted"):
-                state[key] = state[key].detach()
-        g_norm = self._clip(list(self.model.g.parameters()))
-        ae_norm = self._clip(list(self.model.ae.parameters()))
+            state.detach()
+        groups = self.model.parameter_groups()
+        g_norm, ae_norm = self._clip(groups["g"]), self._clip(groups["ae"])
         self.opt_g.step()
         return {**sums, "grad/g_norm": g_norm, "grad/ae_norm": ae_norm}
 
@@ -256,8 +265,8 @@ class Trainer:
         parts = self._reconstruction_parts(u)
         if self.adversarial:
             parts.update(self._adversarial_parts(u))
-        if "fake_alt" in u:
-            pair = (u["fake"][:, 0], u["fake_alt"], u["noise"], u["noise_alt"])
+        if u.fake_alt is not None:
+            pair = (u.fake[:, 0], u.fake_alt, u.noise, u.noise_alt)
             parts["ms"] = losses.mode_seeking(*pair, cfg.ms_target)
         names = ("recon_l1", "recon_stft", "loudness", "ae", "adv", "seq_adv", "fm", "ms")
         weights = {name: getattr(cfg, f"lambda_{name}") for name in names}
@@ -266,22 +275,21 @@ class Trainer:
         return total, {name: value.detach() for name, value in scaled.items()}
 
     def _reconstruction_parts(self, u: Unroll) -> dict[str, torch.Tensor]:
-        fake, real = u["fake"].flatten(0, 1), u["real"].flatten(0, 1)
+        fake, real = u.fake.flatten(0, 1), u.real.flatten(0, 1)
         s = self.cfg.segment
         parts = {
             "recon_l1": losses.reconstruction(fake, real),
             "recon_stft": losses.multi_resolution_stft(fake, real, self.stft_sizes),
             "loudness": self._loudness_loss(u, real[:, :s]),
         }
-        if "ae_in" in u:  # step 0 only
-            parts["ae"] = self._ae_loss(u["recon"], u["ae_in"])
+        if u.ae_in is not None:  # step 0 only
+            parts["ae"] = self._ae_loss(u.recon, u.ae_in)
         return parts
 
     def _loudness_loss(self, u: Unroll, real: torch.Tensor) -> torch.Tensor:
         """The level rule's loss over the (B, K, ...) steps of `u`; real (B * K, S)."""
-        anchor = u["anchor"].repeat_interleave(u["fake"].shape[1], dim=0)  # flatten(0, 1) order
-        gain_db = u["gain_db"].flatten(0, 1)
-        return self.model.g.level.loss(u["fake"].flatten(0, 1), gain_db, anchor, real)
+        anchor = u.anchor.repeat_interleave(u.fake.shape[1], dim=0)  # flatten(0, 1) order
+        return self.model.level.loss(u.fake.flatten(0, 1), u.gain_db.flatten(0, 1), anchor, real)
 
     def _ae_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return losses.reconstruction(recon, target) + losses.multi_resolution_stft(
@@ -290,18 +298,20 @@ class Trainer:
 
     def _adversarial_parts(self, u: Unroll) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        shifts = torch.get_rng_state()  # phase shuffle's draws (models.phase_shuffle) ...
-        fake_logits, fake_feats = self._judge(u["fake"], u["latent"], u["fake_tail"])
+        # Feature matching compares maps shifted alike: two generators from one drawn seed.
+        seed = int(torch.randint(2**62, (), generator=self.d_rng))
+        shifts = torch.Generator().manual_seed(seed)
+        fake_logits, fake_feats = self._judge(u.fake, u.latent, u.fake_tail, shifts)
         with torch.no_grad():
-            torch.set_rng_state(shifts)  # ... replayed: FM compares maps shifted alike
-            _, real_feats = self._judge(u["real"], u["latent"], u["real_tail"])
+            shifts = torch.Generator().manual_seed(seed)
+            _, real_feats = self._judge(u.real, u.latent, u.real_tail, shifts)
         parts = {
             "adv": losses.g_loss(cfg.adv_loss, fake_logits),
             "fm": losses.feature_matching(real_feats, fake_feats),
         }
         if self.seq_d is not None:
             with self._autocast():
-                seq_fake, _ = self.seq_d(u["stitched"])
+                seq_fake, _ = self.seq_d(u.stitched, None, self.d_rng)
             parts["seq_adv"] = losses.g_loss(cfg.adv_loss, [seq_fake])
         return parts
 
@@ -310,10 +320,10 @@ class Trainer:
         noise = torch.zeros(context.shape[0], self.cfg.noise_dim, device=self.device)
         with self._autocast():
             result = self.model(context, noise)
-        loss = self._ae_loss(result["recon"], result["ae_in"])
+        loss = self._ae_loss(result.recon, result.ae_in)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
-        ae_norm = self._clip(list(self.model.ae.parameters()))
+        ae_norm = self._clip(self.model.parameter_groups()["ae"])
         self.opt_g.step()
         return {"loss/ae": float(loss.detach()), "grad/ae_norm": ae_norm}
 
@@ -340,7 +350,7 @@ class Trainer:
         self.rng.set_state(saved)
         parts = self._reconstruction_parts(u)
         s = self.cfg.segment
-        fake, real = u["fake"][..., :s], u["real"][..., :s]
+        fake, real = u.fake[..., :s], u.real[..., :s]
         gap_db = (level_db(fake) - level_db(real)).abs().mean()
         real_logits, fake_logits = self._judge_both(u)
         acc_real, acc_fake = losses.d_accuracy(real_logits, fake_logits)
@@ -362,10 +372,8 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "rng_batches": self.rng.get_state(),
-            "rng_torch": torch.get_rng_state(),
+            "rng_d": self.d_rng.get_state(),
         }
-        if self.device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -378,6 +386,5 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.rng.set_state(state["rng_batches"])
-        torch.set_rng_state(state["rng_torch"])
-        if "rng_cuda" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        if "rng_d" in state:  # a checkpoint from before d_rng drew from torch's global RNG
+            self.d_rng.set_state(state["rng_d"])

@@ -16,7 +16,7 @@ from ray import tune
 from samplegan_tune.judge.collapse import REASON_METRIC, evidence, rollout_reasons
 from samplegan_tune.judge.metrics import NOISE_SPREAD, SCORE
 from samplegan_tune.judge.scale import score_scale
-from samplegan_tune.models import Model
+from samplegan_tune.models import ModelFamily
 from samplegan_tune.models.checkpoint import load_checkpoint, model_from_state
 from samplegan_tune.tuning.experiment import STUDY_FILE, Experiment
 from samplegan_tune.tuning.leaderboard import Entry, Leaderboard, sig3, write_leaderboard
@@ -330,7 +330,7 @@ def _keep_checkpoint(exp: Experiment, entry: Entry) -> str:
     return str(target.relative_to(exp.folder))
 
 
-def load_ranked_model(folder: Path, entry: Entry) -> tuple[Model, dict[str, Any]]:
+def load_ranked_model(folder: Path, entry: Entry) -> tuple[ModelFamily, dict[str, Any]]:
     """The model and the checkpoint state of a ranked entry (its checkpoint under `folder`)."""
     state = load_checkpoint(folder / entry.checkpoint)
     return model_from_state(state), state

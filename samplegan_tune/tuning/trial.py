@@ -14,7 +14,7 @@ from samplegan_tune.audio.corpus import Corpus, WindowSampler
 from samplegan_tune.core.config import TrainConfig
 from samplegan_tune.judge import collapse
 from samplegan_tune.judge.metrics import NOISE_SPREAD, SCORE, RealReference, evaluate_clips
-from samplegan_tune.models import Model
+from samplegan_tune.models import ModelFamily
 from samplegan_tune.train.rollout import rollout
 from samplegan_tune.train.trainer import Trainer
 from samplegan_tune.tuning.space import SearchSettings
@@ -68,7 +68,7 @@ def reference_clips(
 
 
 def score_model(
-    model: Model,
+    model: ModelFamily,
     heldout: Corpus,
     reference: RealReference,
     rollouts: int,
