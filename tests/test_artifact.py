@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,19 @@ def exported(tmp_path: Path) -> Path:
     files = {"config.json": json.dumps(model.cfg.to_dict()), "metrics.json": "{}"}
     _write_folder(out, model, {"format": FORMAT}, files)
     return out
+
+
+def test_every_exported_file_gets_the_mode_any_new_file_gets(tmp_path: Path) -> None:
+    """The weights too (safetensors writes 0600): a listening page or a colleague reading a
+    shared export must not be refused."""
+    saved = os.umask(0o022)
+    try:
+        model = build_model(TrainConfig.from_dict(TINY))
+        _write_folder(tmp_path / "model", model, {"format": FORMAT}, {"config.json": "{}"})
+    finally:
+        os.umask(saved)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "model").iterdir()}
+    assert set(modes) >= {WEIGHTS, MANIFEST} and set(modes.values()) == {0o644}, modes
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

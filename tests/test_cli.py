@@ -297,6 +297,26 @@ def test_resuming_a_run_already_past_steps_is_refused(trained, env) -> None:
     assert (trained / "checkpoints" / "last.pt").read_bytes() == before
 
 
+def test_train_into_a_folder_of_other_files_is_refused(env, tiny_yaml, tmp_path) -> None:
+    """--out holding a user's files (not a run) is refused, with or without --force: train
+    wrote its config.yaml over theirs and exited 0."""
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my notes\n")
+    (mine / "thesis.txt").write_text("chapter 1\n")
+    for more in ((), ("--force",)):
+        assert_user_error(train(env, tiny_yaml, 1, mine, *more), str(mine), "thesis.txt")
+    assert sorted(p.name for p in mine.iterdir()) == ["config.yaml", "thesis.txt"]
+    assert (mine / "config.yaml").read_text() == "my notes\n"
+
+
+def test_train_force_replaces_the_old_runs_curves(env, tiny_yaml, tmp_path) -> None:
+    out = tmp_path / "run"
+    for more in ((), ("--force",)):
+        assert train(env, tiny_yaml, 2, out, "--log-every", "1", *more).returncode == 0
+    assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1  # not two runs' curves
+
+
 def test_generate_writes_only_wav(trained, env, tmp_path) -> None:
     mp3 = tmp_path / "x.mp3"
     result = generate_1s(env, trained, mp3)

@@ -62,6 +62,11 @@ def test_load_config_layers_file_then_sets(tmp_path) -> None:
     assert math.isnan(load_config(None, ["normalise_dbfs=nan"]).normalise_dbfs)
 
 
+def test_a_key_set_twice_is_refused_not_last_wins() -> None:
+    with pytest.raises(UserInputError, match="--set lr_g: given twice"):
+        load_config(None, ["lr_g=1e-3", "segment=128", "lr_g=2e-4"])
+
+
 def test_load_config_errors_name_the_file(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("segmnt: 3\n")

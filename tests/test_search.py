@@ -179,9 +179,12 @@ def test_interrupted_search_resumes_to_exactly_num_samples(env, tmp_path: Path) 
     os.killpg(driver.pid, signal.SIGKILL)  # the driver crashes, taking its local Ray along
     driver.wait(timeout=60)
     assert not (exp / "leaderboard.json").exists(), "the search must have been cut short"
+    partial = cli(env, "leaderboard", str(exp))  # it ranked with no sign the search was cut
+    assert "interrupted" in partial.stdout and f"resume {exp}" in partial.stdout, partial.stdout
 
     result = cli(env, "resume", str(exp), "--num-cpus", "2")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "interrupted" not in cli(env, "leaderboard", str(exp)).stdout
     from ray import tune
 
     tune_trials = tune.ExperimentAnalysis(str(exp)).trials

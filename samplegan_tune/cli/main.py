@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -176,6 +177,10 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserInputError("--resume continues with the run's own config; drop --config/--set")
     if has_run and not (args.resume or args.force):
         raise UserInputError(f"{out}: holds a run already; pass --resume or --force")
+    _check_run_folder(out)
+    if args.force and not args.resume:  # the old run's curves and checkpoints, not mixed in
+        for own in RUN_FOLDERS:
+            shutil.rmtree(out / own, ignore_errors=True)
     state = load_checkpoint(out / LAST) if args.resume else None
     if state and state["step"] >= args.steps:
         raise UserInputError(
@@ -199,6 +204,23 @@ def run_train(args: argparse.Namespace) -> int:
     kept = f"checkpoint: {checkpoint}" if checkpoint.exists() else "no checkpoint was written"
     print(f"{kept}\nTensorBoard: tensorboard --logdir {out / 'tb'}")
     return 1 if collapsed else 0
+
+
+RUN_FOLDERS = ("tb", "checkpoints")  # what a run writes, besides its config.yaml
+
+
+def _check_run_folder(out: Path) -> None:
+    """Refuse a --out that holds anything but a run's own files (hidden ones aside): train
+    would write its config.yaml over a user's, and mix its folders into theirs."""
+    if not out.is_dir():
+        return
+    own = {"config.yaml", *RUN_FOLDERS}
+    others = sorted(p.name for p in out.iterdir() if p.name not in own and p.name[0] != ".")
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise UserInputError(
+            f"{out}: holds files that are not a run's ({shown}); train into a new or empty folder"
+        )
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:

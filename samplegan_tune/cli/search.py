@@ -234,6 +234,13 @@ def run_leaderboard(args: argparse.Namespace) -> int:
         exp.check_study()
         exp.check_tune_state()
         _rank_and_report(exp, prepare_trial_data(exp), args.top_k)
+        stopped = _interrupted(exp)
+    if stopped:
+        print(
+            f"note: this search was interrupted with {stopped} trial(s) unfinished; the "
+            f"leaderboard ranks what had trained. Finish it: samplegan-tune resume {exp.folder}",
+            flush=True,
+        )
     return 0
 
 
@@ -310,18 +317,35 @@ def _why_no_survivor(summaries: list) -> str:
 
 
 def _unfinished(exp: Experiment) -> int:
+    statuses = _tune_statuses(exp.tune_path)
+    if statuses is None:
+        return exp.num_samples
+    return exp.num_samples - sum(s in ("TERMINATED", "ERROR") for s in statuses)
+
+
+def _interrupted(exp: Experiment) -> int:
+    """Trials (of the search and its final fit) that Tune's saved state has still running or
+    pending: the driver was stopped before they ended (a search that ran out its budget or
+    its trials leaves none)."""
+    paths = [exp.tune_path, exp.final_path]
+    statuses = [s for path in paths for s in (_tune_statuses(path) or [])]
+    return sum(s not in ("TERMINATED", "ERROR") for s in statuses)
+
+
+def _tune_statuses(path: Path) -> list[str] | None:
+    """The status of each trial in the Tune state at `path`; None where there is none."""
     import logging
 
     from ray import tune
 
     # A trial that never reported has no result file: Ray warns; for a count that is noise.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    if "://" not in str(path) and not Path(path).is_dir():  # remote storage: Tune reads it
+        return None
     try:
-        analysis = tune.ExperimentAnalysis(exp.tune_path)
+        return [t.status for t in tune.ExperimentAnalysis(str(path)).trials]
     except (ValueError, FileNotFoundError, OSError):
-        return exp.num_samples
-    done = sum(t.status in ("TERMINATED", "ERROR") for t in analysis.trials)
-    return exp.num_samples - done
+        return None
 
 
 def _settings(settings: SearchSettings, args: argparse.Namespace) -> SearchSettings:

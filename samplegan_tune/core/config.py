@@ -272,8 +272,12 @@ def load_config(path: str | Path | None, sets: list[str] | None = None) -> Train
     values: dict[str, Any] = {}
     if path is not None:
         values.update(_read_yaml_mapping(Path(path)))
+    given: set[str] = set()
     for expression in sets or []:
         key, value = parse_set(expression)
+        if key in given:
+            raise UserInputError(f"--set {key}: given twice; give each key once")
+        given.add(key)
         values[key] = value
     try:
         return TrainConfig.from_dict(values)

@@ -103,6 +103,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.remove(tmp)
 
 
+def as_any_new_file(path: Path) -> None:
+    """Give `path` the mode any new file gets (0666 less the umask): for a file a library
+    wrote through its own private (0600) temporary file, e.g. safetensors' save_file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 @contextlib.contextmanager
 def writing(path: Path) -> Iterator[None]:
     """Turn a write to `path` that the file system refuses (full disk, quota, read-only,

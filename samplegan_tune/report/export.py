@@ -19,7 +19,13 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from samplegan_tune.core.errors import UserInputError
-from samplegan_tune.core.fileio import check_output_dir, exchange, temp_sibling, writing
+from samplegan_tune.core.fileio import (
+    as_any_new_file,
+    check_output_dir,
+    exchange,
+    temp_sibling,
+    writing,
+)
 from samplegan_tune.models import ModelFamily
 from samplegan_tune.models.artifact import (
     CHECKSUM,
@@ -127,6 +133,7 @@ def _fill(
     with writing(out):
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(weights, str(staging / WEIGHTS))
+        as_any_new_file(staging / WEIGHTS)  # save_file leaves it 0600
         manifest = {**manifest, CHECKSUM: sha256_of(staging / WEIGHTS)}
         for name, text in {**files, MANIFEST: json.dumps(manifest, indent=2)}.items():
             (staging / name).write_text(text)

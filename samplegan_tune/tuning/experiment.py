@@ -23,6 +23,7 @@ import yaml
 from samplegan_tune.audio.corpus import default_cache_dir, split_corpus
 from samplegan_tune.core.config import TrainConfig
 from samplegan_tune.core.errors import UserInputError
+from samplegan_tune.core.fileio import atomic_path
 from samplegan_tune.judge.metrics import reference_for
 from samplegan_tune.train.run import prepare_data
 from samplegan_tune.tuning.space import SearchSettings, SearchSpace, parse_space
@@ -110,8 +111,10 @@ class Experiment:
         """Write search.json: every field but `folder`, so that a moved folder still loads."""
         values = dataclasses.asdict(self)
         del values["folder"]  # where search.json is: stored, it would pin the old place
+        text = json.dumps(values, indent=2, allow_nan=False)  # strict JSON: no NaN, Infinity
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / DESCRIPTION_FILE).write_text(json.dumps(values, indent=2))
+        with atomic_path(self.folder / DESCRIPTION_FILE) as tmp:  # a full disk: OutputError
+            tmp.write_text(text)
 
     @classmethod
     def load(cls, folder: str | Path) -> Experiment:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import statistics
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 
 from ray import tune
 
+from samplegan_tune.core.fileio import exchange, temp_sibling, writing
 from samplegan_tune.judge.collapse import REASON_METRIC, evidence, rollout_reasons
 from samplegan_tune.judge.metrics import NOISE_SPREAD, SCORE
 from samplegan_tune.judge.scale import score_scale
@@ -196,10 +198,9 @@ def rank(exp: Experiment, data: TrialData, top_k: int | None = None) -> Leaderbo
     baseline = exp.baseline_params()
     for entry in entries:
         entry.baseline = baseline is not None and entry.params == baseline
-    shutil.rmtree(exp.folder / RANKED, ignore_errors=True)
     for rank_number, entry in enumerate(entries, start=1):
         entry.rank = rank_number
-        entry.checkpoint = _keep_checkpoint(exp, entry)
+    _keep_checkpoints(exp.folder, entries)
     heldout, reference = data.ranking_part
     settings = exp.settings
     scale = score_scale(
@@ -322,12 +323,26 @@ def best_checkpoint_result(trial: Any) -> Any | None:
     return min(healthy or trained, key=lambda r: r.metrics.get(SCORE, math.inf))
 
 
-def _keep_checkpoint(exp: Experiment, entry: Entry) -> str:
-    target = exp.folder / RANKED / str(entry.rank) / CHECKPOINT_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tune.Checkpoint(entry.checkpoint).as_directory() as folder:
-        shutil.copy2(Path(folder) / CHECKPOINT_FILE, target)
-    return str(target.relative_to(exp.folder))
+def _keep_checkpoints(folder: Path, entries: list[Entry]) -> None:
+    """Copy each entry's checkpoint to ranked/<rank>/ and point the entry at it (relative to
+    the experiment). The new ranked/ is built aside and swapped in whole: a full disk or a
+    kill leaves the earlier one, which the earlier leaderboard names, as it was."""
+    ranked = folder / RANKED
+    staging = temp_sibling(ranked)
+    try:
+        with writing(ranked):
+            for entry in entries:
+                target = Path(RANKED) / str(entry.rank) / CHECKPOINT_FILE
+                (staging / target.parent.name).mkdir(parents=True)
+                with tune.Checkpoint(entry.checkpoint).as_directory() as source:
+                    shutil.copy2(Path(source) / CHECKPOINT_FILE, staging / target.parent.name)
+                entry.checkpoint = str(target)
+            if ranked.exists():
+                exchange(staging, ranked)  # staging now holds the old ones
+            else:
+                os.replace(staging, ranked)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_ranked_model(folder: Path, entry: Entry) -> tuple[ModelFamily, dict[str, Any]]:

@@ -332,6 +332,8 @@ def _parse_settings(raw: Any) -> SearchSettings:
         wanted = type(getattr(defaults, key))
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserInputError(f"settings.{key}={value!r}: expected a number")
+        if not math.isfinite(value):
+            raise UserInputError(f"settings.{key}={value!r}: expected a finite number")
         if wanted is int and value != int(value):
             raise UserInputError(f"settings.{key}={value!r}: expected a whole number")
         if value < 0 or (value == 0 and key not in _ZERO_ALLOWED):
