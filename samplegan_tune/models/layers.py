@@ -26,9 +26,18 @@ def normed(module: nn.Module, norm: str) -> nn.Module:
     return module
 
 
+POWER_FLOOR = 1e-8  # added to a mean square before a root or a log: the models' silence, -80 dB
+
+
+def mean_power(x: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+    """(..., T) -> (...) mean square over the last dim plus `POWER_FLOOR` (the models' one
+    level floor: `context_rms` and `level.level_db` both read it)."""
+    return x.float().pow(2).mean(dim=-1, keepdim=keepdim) + POWER_FLOOR
+
+
 def context_rms(context: torch.Tensor) -> torch.Tensor:
     """(B, C) -> (B, 1) root-mean-square level, floored so silence does not divide by zero."""
-    return context.float().pow(2).mean(dim=-1, keepdim=True).add(1e-8).sqrt()
+    return mean_power(context, keepdim=True).sqrt()
 
 
 def augment_context(

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samplegan_tune.core.config import TrainConfig
-from samplegan_tune.models.layers import context_rms
+from samplegan_tune.models.layers import context_rms, mean_power
 
 
 class LevelRule(nn.Module):
@@ -93,4 +93,4 @@ def gain_loss(
 
 def level_db(x: torch.Tensor) -> torch.Tensor:
     """Level in dB of each clip: mean square over the last dim, floored at -80 dB."""
-    return 10.0 * torch.log10(x.float().pow(2).mean(dim=-1) + 1e-8)
+    return 10.0 * torch.log10(mean_power(x))
