@@ -168,7 +168,8 @@ def _check_a_kill_at_the_swap_keeps_the_earlier_export(
         env=env,
         timeout=300,
     )
-    assert killed.returncode == 128 + signal.SIGKILL, killed.stderr[-2000:]
+    # strace ends as its tracee did: killed by the same signal, or exit 128 + its number.
+    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), killed.stderr[-2000:]
     assert {p.name: p.read_bytes() for p in exported.iterdir()} == before
 
 
@@ -207,11 +208,13 @@ def test_interrupted_search_resumes_to_exactly_num_samples(env, tmp_path: Path) 
     driver.wait(timeout=60)
     assert not (exp / "leaderboard.json").exists(), "the search must have been cut short"
     partial = cli(env, "leaderboard", str(exp))  # it ranked with no sign the search was cut
-    assert "interrupted" in partial.stdout and f"resume {exp}" in partial.stdout, partial.stdout
+    assert "search was interrupted" in partial.stdout and f"resume {exp}" in partial.stdout, (
+        partial.stdout
+    )
 
     result = cli(env, "resume", str(exp), "--num-cpus", "2")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "interrupted" not in cli(env, "leaderboard", str(exp)).stdout
+    assert "search was interrupted" not in cli(env, "leaderboard", str(exp)).stdout
     from ray import tune
 
     tune_trials = tune.ExperimentAnalysis(str(exp)).trials

@@ -331,6 +331,7 @@ def _keep_checkpoints(folder: Path, entries: list[Entry]) -> None:
     staging = temp_sibling(ranked)
     try:
         with writing(ranked):
+            staging.mkdir(0o777)  # less the umask; stays empty when nothing is ranked
             for entry in entries:
                 target = Path(RANKED) / str(entry.rank) / CHECKPOINT_FILE
                 (staging / target.parent.name).mkdir(parents=True)
