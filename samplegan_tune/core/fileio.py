@@ -82,6 +82,15 @@ def exchange(a: Path, b: Path) -> None:
     os.rename(aside, a)
 
 
+def swap_in(staging: Path, target: Path) -> None:
+    """Put the folder `staging` in place as `target` in one step: exchanged with an existing
+    `target` (whose old content `staging` then holds, for the caller to remove), else renamed."""
+    if target.exists():
+        exchange(staging, target)
+    else:
+        os.replace(staging, target)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it into place only if the block succeeds.

@@ -8,7 +8,6 @@ TrainConfig that builds them), `metrics.json` (its leaderboard scores) and `mani
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import time
@@ -22,7 +21,7 @@ from samplegan_tune.core.errors import UserInputError
 from samplegan_tune.core.fileio import (
     as_any_new_file,
     check_output_dir,
-    exchange,
+    swap_in,
     temp_sibling,
     writing,
 )
@@ -137,10 +136,7 @@ def _fill(
         manifest = {**manifest, CHECKSUM: sha256_of(staging / WEIGHTS)}
         for name, text in {**files, MANIFEST: json.dumps(manifest, indent=2)}.items():
             (staging / name).write_text(text)
-        if out.exists():
-            exchange(staging, out)  # staging now holds the old export, removed by the caller
-        else:
-            os.replace(staging, out)
+        swap_in(staging, out)  # staging now holds the old export, removed by the caller
 
 
 def _versions() -> dict[str, str]:

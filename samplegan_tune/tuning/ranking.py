@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import statistics
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 
 from ray import tune
 
-from samplegan_tune.core.fileio import exchange, temp_sibling, writing
+from samplegan_tune.core.fileio import swap_in, temp_sibling, writing
 from samplegan_tune.judge.collapse import REASON_METRIC, evidence, rollout_reasons
 from samplegan_tune.judge.metrics import NOISE_SPREAD, SCORE
 from samplegan_tune.judge.scale import score_scale
@@ -338,10 +337,7 @@ def _keep_checkpoints(folder: Path, entries: list[Entry]) -> None:
                 with tune.Checkpoint(entry.checkpoint).as_directory() as source:
                     shutil.copy2(Path(source) / CHECKPOINT_FILE, staging / target.parent.name)
                 entry.checkpoint = str(target)
-            if ranked.exists():
-                exchange(staging, ranked)  # staging now holds the old ones
-            else:
-                os.replace(staging, ranked)
+            swap_in(staging, ranked)  # staging now holds the old ones, if any
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
