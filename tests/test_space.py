@@ -70,6 +70,8 @@ def test_conditional_and_relative_params() -> None:
         ({"fixed": {"segmnt": 3}}, ["fixed", "'segmnt'"]),
         ({"settings": {"num_samples": 0}}, ["settings.num_samples"]),
         ({"settings": {"final_share": 1.0}}, ["settings.final_share", "below 1"]),
+        ({"settings": {"startup_trials": 0}}, ["settings.startup_trials", "> 0"]),
+        ({"settings": {"startup_trials": 2.5}}, ["settings.startup_trials", "whole number"]),
         ({"settings": {"time_budget": float("nan")}}, ["settings.time_budget", "finite"]),
         ({"settings": {"time_budget": float("inf")}}, ["settings.time_budget", "finite"]),
         ({"settings": {"num_samples": float("inf")}}, ["settings.num_samples", "finite"]),

@@ -271,7 +271,9 @@ def build_tuner(exp: Experiment, data: TrialData, baseline: bool = False) -> tun
     if baseline:
         sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=exp.seed)
     else:
-        sampler = optuna.samplers.TPESampler(seed=exp.seed, multivariate=True)
+        sampler = optuna.samplers.TPESampler(
+            seed=exp.seed, multivariate=True, n_startup_trials=settings.startup_trials
+        )
     searcher = OutcomeAwareOptunaSearch(
         space=exp.space.sample,
         metric=SCORE,

@@ -94,6 +94,10 @@ class SearchSettings:
     # Re-ranked scores within this fraction of the best left are a tie, which the checkpoint
     # with more adversarial steps wins (ranking.order; benchmarks/README, 2026-12-05).
     rank_tie: float = 0.05
+    # Trials Optuna's TPE samples at random before it models the results (the baseline and
+    # `--try` points count): TPE's own default. A short budget that runs ~16 trials wants
+    # fewer, or most of it is spent at random.
+    startup_trials: int = 10
     time_budget: float = 0.0  # seconds the search may run (0: no limit); --time-budget overrides
     # The final fit (final_fit.py): with a time budget, its last `final_share` continues the
     # best `final_trials` trials from their best checkpoints until the budget ends.
