@@ -217,5 +217,27 @@ N_FFT, HOP, N_MELS = 1024, 256, 80
 
 def mel_db(audio: torch.Tensor, rate: int) -> torch.Tensor:
     """(T,) audio -> (N_MELS, frames) log-mel power in dB, low frequencies first."""
-    mel = torchaudio.transforms.MelSpectrogram(rate, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS)
-    return 10 * torch.log10(mel(audio.detach().float().cpu()) + 1e-10)
+    power = mel_power(audio.detach().float().cpu(), rate, N_FFT, HOP, N_MELS, picture=True)
+    return 10 * torch.log10(power.T + 1e-10)
+
+
+def mel_power(
+    clips: torch.Tensor, rate: int, n_fft: int, hop: int, n_mels: int, picture: bool = False
+) -> torch.Tensor:
+    """The one mel front end: (..., T) audio -> (..., frames, n_mels) mel power.
+
+    Hann windows of `n_fft` every `hop` samples, `n_mels` HTK mel bands from 0 Hz to Nyquist
+    (torchaudio's). Power is over the window's energy, so that white noise of variance s²
+    gives s² per bin whatever `n_fft`; frames cover the clip only (no padding). `picture`:
+    the spectrograms a user sees instead — frames centred on reflect-padded audio and power
+    not divided by the window's energy (torchaudio's `MelSpectrogram` defaults).
+    """
+    window = torch.hann_window(n_fft, device=clips.device)
+    flat = clips.reshape(-1, clips.shape[-1])
+    spec = torch.stft(flat, n_fft, hop, window=window, center=picture, return_complex=True)
+    power = spec.abs().pow(2).transpose(1, 2)  # (B, frames, n_fft / 2 + 1)
+    if not picture:
+        power = power / window.pow(2).sum()
+    fbank = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, rate / 2, n_mels, rate)
+    mel = power @ fbank.to(clips.device)
+    return mel.reshape(*clips.shape[:-1], *mel.shape[1:])

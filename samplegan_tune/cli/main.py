@@ -114,8 +114,7 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
         "--level-dbfs",
         type=float,
         metavar="DB",
-        help="play the continuation as if the primer were at this RMS level "
-        "(none: it follows the primer's)",
+        help="play it as if the primer were at this RMS level (none: the primer's own)",
     )
     p.add_argument("--seed", type=int, default=0, help="seeds the generator's noise")
     p.add_argument(

@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 import torchaudio
 
-from samplegan_tune.audio.sound import rms_dbfs
+from samplegan_tune.audio.sound import mel_power, rms_dbfs
 from samplegan_tune.core.errors import UserInputError
 
 STFT_SIZES = (256, 512, 1024)
@@ -47,17 +47,14 @@ class LogMelEmbedding:
     embedding is the frames' mean and std, (2 · 64,)."""
 
     def __init__(self, sample_rate: int, n_mels: int = 64) -> None:
-        n_fft = analysis_fft(sample_rate)
-        self.id = f"logmel-{sample_rate}-{n_fft}-{n_mels}"
-        # normalized=True: white noise of variance s² gives s² per bin, whatever n_fft.
-        self._mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate, n_fft, hop_length=n_fft // 4, n_mels=n_mels, center=False, normalized=True
-        )
+        self.sample_rate, self.n_fft, self.n_mels = sample_rate, analysis_fft(sample_rate), n_mels
+        self.id = f"logmel-{sample_rate}-{self.n_fft}-{n_mels}"
 
     def embed(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) audio -> log-mel frames (B, F, n_mels) and clip embeddings (B, 2 · n_mels): the
         frames' mean and std."""
-        frames = torch.log(self._mel(clips.float()) + LOG_FLOOR).transpose(1, 2)  # (B, F, D)
+        power = mel_power(clips.float(), self.sample_rate, self.n_fft, self.n_fft // 4, self.n_mels)
+        frames = torch.log(power + LOG_FLOOR)  # (B, F, D)
         return frames, torch.cat([frames.mean(1), frames.std(1, correction=0)], dim=1)
 
 

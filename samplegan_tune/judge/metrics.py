@@ -351,110 +351,136 @@ def evaluate_clips(
     """
     gen = checked_clips(generated, reference.sample_rate, "generated clips")
     frames, clip_emb = embed_clips(reference.embedding, gen)  # (B, F, D), (B, E)
-    values: dict[str, float | None] = dict.fromkeys(METRICS)
-    reasons: dict[str, str] = {}
-    _frechet_metrics(frames, reference, values, reasons)
-    clip_std = (clip_emb.double() - reference.clip_mean) / reference.clip_scale
-    if min(len(gen), reference.num_clips) < KID_MIN_CLIPS:
-        reasons[KID] = f"needs ≥ {KID_MIN_CLIPS} generated and real clips"
-    else:
-        values[KID] = kid(clip_std, reference.clip_embeddings)
-    if len(gen) < 2 or reference.pairwise_distance is None:
-        reasons[DIVERSITY] = reasons[NDB_K] = "needs ≥ 2 generated and real clips"
-    elif reference.pairwise_distance < 1e-12:
-        reasons[DIVERSITY] = "the real clips are all identical"
-    else:
-        values[DIVERSITY] = mean_pairwise_distance(clip_std) / reference.pairwise_distance
-    if len(reference.centroids) < 2:
-        real_frames = reference.num_clips * reference.frames_per_clip
-        reasons[NDB_K] = f"needs ≥ 40 real frames (20 a bin), got {real_frames}"
-    elif NDB_K not in reasons:  # 2 clips a side, for a variance of the bin shares
-        shares = bin_shares(
-            (frames.double() - reference.frame_mean) / reference.frame_scale, reference.centroids
-        )
-        per_clip = min(frames.shape[1], reference.frames_per_clip)
-        values[NDB_K] = ndb_k(shares, reference.bin_shares, per_clip)
-    values[FLATNESS] = median_flatness(gen, reference.sample_rate)
-    values[LOUDNESS] = float(rms_dbfs(gen).mean())
-    values[LOUDNESS_GAP] = abs(values[LOUDNESS] - reference.loudness_dbfs)
-    values[CREST] = float(crest_factor(gen).median()) / max(reference.crest, 1e-12)
-    values[FLOOR] = float(level_floor(gen, reference.sample_rate).median()) - reference.floor_db
-    values[STFT_DISTANCE] = stft_distance(mean_log_spectra(gen), reference.spectra)
-    _time_metrics(gen, reseeded, reference, values, reasons)
-    _music_metrics(gen, reference, values, reasons)
-    _drift_metrics(gen, primers, reference, values, reasons)
-    values[SCORE] = quality_score(values, reference.judge_scales, reasons)
-    return values, reasons
+    found = _Evaluation(gen, reference)
+    found.frechet(frames)
+    found.clip_set(frames, clip_emb)
+    found.level()
+    found.time(reseeded)
+    found.music()
+    found.drift(primers)
+    found.values[SCORE] = quality_score(found.values, reference.judge_scales, found.reasons)
+    return found.values, found.reasons
 
 
-def _music_metrics(
-    gen: torch.Tensor,
-    reference: RealReference,
-    values: dict[str, float | None],
-    reasons: dict[str, str],
-) -> None:
-    """`musicmetrics.music_metrics` of checked clips `gen` (B, T), or why not."""
-    if reference.music is None:
-        reasons[MUSIC_FD] = reasons[TAG_KL] = "the real clips are shorter than a 3-s patch"
-        return
-    found, why = music_metrics(shared_embedding(), gen, reference.music, reference.sample_rate)
-    values.update(found)
-    reasons.update(why)
+@dataclass
+class _Evaluation:
+    """One evaluation of checked clips `gen` (B, T) against `reference`: what it has found so
+    far, `values` (each name of `METRICS`, None until measured) and `reasons` (name -> why it
+    stays None). Each method measures one family of metrics."""
 
+    gen: torch.Tensor
+    reference: RealReference
+    values: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(METRICS))
+    reasons: dict[str, str] = field(default_factory=dict)
 
-def _drift_metrics(
-    gen: torch.Tensor,
-    primers: torch.Tensor | None,
-    reference: RealReference,
-    values: dict[str, float | None],
-    reasons: dict[str, str],
-) -> None:
-    """The drift metrics (module docstring) of checked clips `gen` (B, T), or why not."""
-    if primers is None or reference.drift is None:
-        why = "needs the primers" if primers is None else "the reference has no true continuations"
-        reasons.update(dict.fromkeys(DRIFTS.values(), why))
-        return
-    if not _drift_ready(primers, gen, reference.sample_rate):
-        why = f"primers and clips must be ≥ {DRIFT_MIN_SECONDS:g} s"
-        reasons.update(dict.fromkeys(DRIFTS.values(), why))
-        return
-    distances = continuity(primers, gen, reference.sample_rate)
-    for name, metric in DRIFTS.items():
-        true_drift = max(reference.drift[name], DRIFT_FLOORS[name])
-        values[metric] = float(distances[name].mean()) / true_drift
-
-
-def _time_metrics(
-    gen: torch.Tensor,
-    reseeded: torch.Tensor | None,
-    reference: RealReference,
-    values: dict[str, float | None],
-    reasons: dict[str, str],
-) -> None:
-    """Repetition, spectral change and noise spread of checked clips `gen` (B, T)."""
-    frames = time_frames(gen, reference.sample_rate)  # (B, F, 64)
-    measured = {
-        REPETITION: (repetition(frames, reference.sample_rate), reference.repetition),
-        CHANGE: (spectral_change(frames), reference.change),
-    }
-    for name, (ours, real) in measured.items():
-        if float(real.mean()) < 1e-6:
-            reasons[name] = "the real clips do not change at all"
+    def frechet(self, frames: torch.Tensor) -> None:
+        """FD and FAD∞ of the generated `frames` (B, F, D)."""
+        ref, values, reasons = self.reference, self.values, self.reasons
+        flat = frames.reshape(-1, frames.shape[-1]).double()
+        real = (ref.frame_mean, ref.frame_cov)
+        if len(flat) < 2 or ref.num_clips * ref.frames_per_clip < 2:
+            reasons[FD] = "needs ≥ 2 generated and real frames"
         else:
-            values[name] = float(ours.mean() / real.mean())
-    if reseeded is None:
-        reasons[NOISE_SPREAD] = "needs rollouts of the same primers with other noise seeds"
-        return
-    others = checked_clips(
-        reseeded.reshape(-1, reseeded.shape[-1]), reference.sample_rate, "reseeded clips"
-    ).reshape(-1, *reseeded.shape[-2:])
-    if len(others[0]) > len(gen):
-        raise ValueError(f"reseeded: {len(others[0])} primers, but only {len(gen)} generated")
-    groups = torch.cat([gen[None, : others.shape[1]], others])  # (K, B', T)
-    spread = noise_spread(groups, reference)
-    if spread is None:
-        reasons[NOISE_SPREAD] = "needs ≥ 2 real clips that differ"
-    values[NOISE_SPREAD] = spread
+            values[FD] = frechet_distance(*real, *gaussian(flat), ref.frame_cov_sqrt)
+        needed = 2 * (flat.shape[1] + 1)
+        if len(frames) < 2 or len(flat) < needed or FD in reasons:
+            reasons[FAD_INF] = reasons[FAD_INF_R2] = (
+                f"needs ≥ 2 generated clips and ≥ {needed} frames, got {len(frames)} and "
+                f"{len(flat)}"
+            )
+        else:
+            values[FAD_INF], values[FAD_INF_R2] = fad_inf(flat, *real, ref.frame_cov_sqrt)
+
+    def clip_set(self, frames: torch.Tensor, clip_emb: torch.Tensor) -> None:
+        """KID, diversity and NDB/k of the generated clips' embeddings (B, E) and frames."""
+        ref, values, reasons = self.reference, self.values, self.reasons
+        clip_std = (clip_emb.double() - ref.clip_mean) / ref.clip_scale
+        if min(len(self.gen), ref.num_clips) < KID_MIN_CLIPS:
+            reasons[KID] = f"needs ≥ {KID_MIN_CLIPS} generated and real clips"
+        else:
+            values[KID] = kid(clip_std, ref.clip_embeddings)
+        if len(self.gen) < 2 or ref.pairwise_distance is None:
+            reasons[DIVERSITY] = reasons[NDB_K] = "needs ≥ 2 generated and real clips"
+        elif ref.pairwise_distance < 1e-12:
+            reasons[DIVERSITY] = "the real clips are all identical"
+        else:
+            values[DIVERSITY] = mean_pairwise_distance(clip_std) / ref.pairwise_distance
+        if len(ref.centroids) < 2:
+            real_frames = ref.num_clips * ref.frames_per_clip
+            reasons[NDB_K] = f"needs ≥ 40 real frames (20 a bin), got {real_frames}"
+        elif NDB_K not in reasons:  # 2 clips a side, for a variance of the bin shares
+            shares = bin_shares((frames.double() - ref.frame_mean) / ref.frame_scale, ref.centroids)
+            per_clip = min(frames.shape[1], ref.frames_per_clip)
+            values[NDB_K] = ndb_k(shares, ref.bin_shares, per_clip)
+
+    def level(self) -> None:
+        """Flatness, loudness and its gap, crest factor, noise floor and STFT distance."""
+        gen, ref, values = self.gen, self.reference, self.values
+        values[FLATNESS] = median_flatness(gen, ref.sample_rate)
+        values[LOUDNESS] = float(rms_dbfs(gen).mean())
+        values[LOUDNESS_GAP] = abs(values[LOUDNESS] - ref.loudness_dbfs)
+        values[CREST] = float(crest_factor(gen).median()) / max(ref.crest, 1e-12)
+        values[FLOOR] = float(level_floor(gen, ref.sample_rate).median()) - ref.floor_db
+        values[STFT_DISTANCE] = stft_distance(mean_log_spectra(gen), ref.spectra)
+
+    def time(self, reseeded: torch.Tensor | None) -> None:
+        """Repetition, spectral change and (with `reseeded`) noise spread."""
+        gen, ref, values, reasons = self.gen, self.reference, self.values, self.reasons
+        frames = time_frames(gen, ref.sample_rate)  # (B, F, 64)
+        measured = {
+            REPETITION: (repetition(frames, ref.sample_rate), ref.repetition),
+            CHANGE: (spectral_change(frames), ref.change),
+        }
+        for name, (ours, real) in measured.items():
+            if float(real.mean()) < 1e-6:
+                reasons[name] = "the real clips do not change at all"
+            else:
+                values[name] = float(ours.mean() / real.mean())
+        if reseeded is None:
+            reasons[NOISE_SPREAD] = "needs rollouts of the same primers with other noise seeds"
+            return
+        others = checked_clips(
+            reseeded.reshape(-1, reseeded.shape[-1]), ref.sample_rate, "reseeded clips"
+        ).reshape(-1, *reseeded.shape[-2:])
+        if len(others[0]) > len(gen):
+            raise ValueError(f"reseeded: {len(others[0])} primers, but only {len(gen)} generated")
+        groups = torch.cat([gen[None, : others.shape[1]], others])  # (K, B', T)
+        spread = noise_spread(groups, ref)
+        if spread is None:
+            reasons[NOISE_SPREAD] = "needs ≥ 2 real clips that differ"
+        values[NOISE_SPREAD] = spread
+
+    def music(self) -> None:
+        """`musicmetrics.music_metrics`: music_fd and tag_kl."""
+        ref = self.reference
+        if ref.music is None:
+            self.reasons[MUSIC_FD] = self.reasons[TAG_KL] = (
+                "the real clips are shorter than a 3-s patch"
+            )
+            return
+        found, why = music_metrics(shared_embedding(), self.gen, ref.music, ref.sample_rate)
+        self.values.update(found)
+        self.reasons.update(why)
+
+    def drift(self, primers: torch.Tensor | None) -> None:
+        """The drift metrics (module docstring) from the `primers` (B, P)."""
+        ref = self.reference
+        if primers is None or ref.drift is None:
+            why = (
+                "needs the primers"
+                if primers is None
+                else "the reference has no true continuations"
+            )
+            self.reasons.update(dict.fromkeys(DRIFTS.values(), why))
+            return
+        if not _drift_ready(primers, self.gen, ref.sample_rate):
+            why = f"primers and clips must be ≥ {DRIFT_MIN_SECONDS:g} s"
+            self.reasons.update(dict.fromkeys(DRIFTS.values(), why))
+            return
+        distances = continuity(primers, self.gen, ref.sample_rate)
+        for name, metric in DRIFTS.items():
+            true_drift = max(ref.drift[name], DRIFT_FLOORS[name])
+            self.values[metric] = float(distances[name].mean()) / true_drift
 
 
 def noise_spread(groups: torch.Tensor, reference: RealReference) -> float | None:
@@ -476,25 +502,3 @@ def noise_spread(groups: torch.Tensor, reference: RealReference) -> float | None
     frames = time_frames(flat, reference.sample_rate)  # (K · B, F, 64)
     frames = frames.reshape(*groups.shape[:2], *frames.shape[1:])  # (K, B, F, 64)
     return seed_spread(frames) / reference.cross_spread
-
-
-def _frechet_metrics(
-    frames: torch.Tensor,
-    reference: RealReference,
-    values: dict[str, float | None],
-    reasons: dict[str, str],
-) -> None:
-    """FD and FAD∞ of generated `frames` (B, F, D) into `values`, or why not into `reasons`."""
-    flat = frames.reshape(-1, frames.shape[-1]).double()
-    real = (reference.frame_mean, reference.frame_cov)
-    if len(flat) < 2 or reference.num_clips * reference.frames_per_clip < 2:
-        reasons[FD] = "needs ≥ 2 generated and real frames"
-    else:
-        values[FD] = frechet_distance(*real, *gaussian(flat), reference.frame_cov_sqrt)
-    needed = 2 * (flat.shape[1] + 1)
-    if len(frames) < 2 or len(flat) < needed or FD in reasons:
-        reasons[FAD_INF] = reasons[FAD_INF_R2] = (
-            f"needs ≥ 2 generated clips and ≥ {needed} frames, got {len(frames)} and {len(flat)}"
-        )
-    else:
-        values[FAD_INF], values[FAD_INF_R2] = fad_inf(flat, *real, reference.frame_cov_sqrt)

@@ -11,8 +11,8 @@ These features are fixed (never the user's embedding): they need a fine, known t
 from __future__ import annotations
 
 import torch
-import torchaudio
 
+from samplegan_tune.audio.sound import mel_power
 from samplegan_tune.judge.features import LOG_FLOOR, analysis_fft
 
 N_MELS = 64
@@ -32,17 +32,9 @@ def time_frames(clips: torch.Tensor, sample_rate: int, chunk: int = 4) -> torch.
     Computed `chunk` clips at a time: the complex STFT of a whole set would be large.
     """
     n_fft = analysis_fft(sample_rate)
-    window = torch.hann_window(n_fft)
-    fbank = torchaudio.functional.melscale_fbanks(
-        n_fft // 2 + 1, 0.0, sample_rate / 2, N_MELS, sample_rate
-    )
     out = []
     for piece in clips.float().split(chunk):
-        spec = torch.stft(
-            piece, n_fft, n_fft // HOP_DIVISOR, window=window, center=False, return_complex=True
-        )
-        power = spec.abs().pow(2).transpose(1, 2) / window.pow(2).sum()  # (b, F, n_fft/2 + 1)
-        mel = power @ fbank  # (b, F, 64)
+        mel = mel_power(piece, sample_rate, n_fft, n_fft // HOP_DIVISOR, N_MELS)  # (b, F, 64)
         floor = RELATIVE_FLOOR * mel.mean((1, 2), keepdim=True) + LOG_FLOOR
         out.append(torch.log(mel + floor))
     return torch.cat(out)
