@@ -3,6 +3,7 @@ correlation of the score with each family's strength; and, with --fit, the score
 
     python benchmarks/calibrate_metrics.py --genre metal PATH... --genre orchestral PATH... \
         --genre ambient PATH... [--points 12] [--seed 0] [--fit] [--rows rows.pt] [--out FILE]
+    python benchmarks/calibrate_metrics.py --smoke [--fit] [--out FILE]
 
 Per genre (`samplegan_tune.judge.calibration`): every other file gives the reference (32 true
 continuations of 3-s primers), the rest `--points` held-out primers and the 8 s that follow;
@@ -13,6 +14,8 @@ docstring: non-negative weights summing to 1 that maximise the smallest margin o
 ordering of `calibration.orderings` in every genre, then checks each genre with weights fitted
 on the others (leave one genre out). The tables use the fitted weights with --fit, else
 `judge.WEIGHTS`. Writes --out (default docs/metrics_calibration.md) and prints it.
+`--smoke`: one genre of five synthetic songs written to a temporary folder (three hold the
+reference's 32 primer points), 1 primer, --out in that folder unless given.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from _smoke import folder, write_songs
 
 from samplegan_tune.judge import calibration as cal
 from samplegan_tune.judge import score as judge
@@ -228,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
         "--genre",
         nargs="+",
         action="append",
-        required=True,
         metavar=("NAME", "PATH"),
         help="a genre's name and its audio",
     )
@@ -236,8 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="which primers and noise draws")
     parser.add_argument("--fit", action="store_true", help="fit the weights (needs scipy)")
     parser.add_argument("--rows", type=Path, help="keep the measured rows in this file")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file")
+    parser.add_argument("--out", type=Path, help=f"markdown file (default: {DEFAULT_OUT})")
+    parser.add_argument("--smoke", action="store_true", help="5 synthetic songs, 1 primer")
     args = parser.parse_args(argv)
+    if args.smoke:
+        _smoke_inputs(args)
+    elif not args.genre:
+        parser.error("--genre NAME PATH... is required (or --smoke)")
+    args.out = args.out or DEFAULT_OUT
     per_genre, seconds = measure(args.genre, args.points, args.seed, args.rows)
     weights = {k: w for k, w in judge.WEIGHTS.items() if k != "noise_spread"}
     fitted = "Weights as in `judge.WEIGHTS` (no --fit)."
@@ -252,6 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(text + "\n")
     print(text)
     return 0
+
+
+def _smoke_inputs(args: argparse.Namespace) -> None:
+    """For --smoke: one genre of five 30-s synthetic songs in a temporary folder (every other one
+    gives the reference, which needs 32 primer points: 13 a song), 1 primer, --out there unless
+    given."""
+    where = folder("calibrate-metrics")
+    args.genre = [["synthetic", *write_songs(where / "music", 5)]]
+    args.points = 1
+    args.out = args.out or where / "metrics_calibration.md"
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ adversarial step, on real trials of a space trained on real music.
 
     python benchmarks/detector_precision.py --data DIR_OR_FILES... [--space narrow] \
         [--trials 12] [--reports 12] [--workers 2] [--seed 0] [--out FILE.jsonl] \
-        [--from FILE.jsonl]
+        [--from FILE.jsonl] [--smoke]
 
 Trains `--trials` configurations of the space (its baseline, then random samples) for
 `--reports` report intervals each, with every rollout detector recording but none stopping
@@ -19,6 +19,8 @@ and D's warm-up, what the search's grace counts):
 Then the stop policy this supports: per detector, the first step from which its precision is
 ≥ 90 % at every later step with ≥ `--min-flagged` flagged trials (none: it only flags).
 Reports go to `--out` as JSON lines; `--from` re-tabulates them without training.
+`--smoke`: 2 trials of the space at `search --smoke`'s size, 2 reports each, on synthetic songs
+written to a temporary folder (also --out's default there).
 """
 
 from __future__ import annotations
@@ -34,20 +36,32 @@ from typing import Any
 
 import optuna
 import torch
+from _smoke import folder, write_songs
 
 from samplegan_tune.judge import collapse
 from samplegan_tune.judge.metrics import NOISE_SPREAD, SCORE
 from samplegan_tune.tuning.experiment import Experiment, prepare_trial_data
-from samplegan_tune.tuning.space import config_from_trial_params, load_space, resolve_space
+from samplegan_tune.tuning.space import (
+    SearchSpace,
+    config_from_trial_params,
+    load_space,
+    resolve_space,
+)
 from samplegan_tune.tuning.trial import Trial
 
 PRECISION = 0.9  # the issue's bar for a detector to stop a trial
 _DATA: dict[str, Any] = {}  # per worker process: (experiment, trial data)
 
 
-def configs(space_name: str, trials: int, seed: int) -> list[dict[str, Any]]:
-    """The space's baseline, then random samples (trial params as Tune would pass them)."""
-    space = load_space(space_name)
+def _space(name: str, smoke: bool) -> SearchSpace:
+    space = load_space(name)
+    return space.smoke() if smoke else space
+
+
+def configs(space_name: str, trials: int, seed: int, smoke: bool = False) -> list[dict[str, Any]]:
+    """The space's baseline, then random samples (trial params as Tune would pass them); the
+    space at smoke size with `smoke`."""
+    space = _space(space_name, smoke)
     points = [space.sample(optuna.trial.FixedTrial(space.baseline()))]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     while len(points) < trials:
@@ -55,8 +69,8 @@ def configs(space_name: str, trials: int, seed: int) -> list[dict[str, Any]]:
     return points
 
 
-def _experiment(space_name: str, data: list[str], reports: int) -> Experiment:
-    space = load_space(space_name)
+def _experiment(space_name: str, data: list[str], reports: int, smoke: bool) -> Experiment:
+    space = _space(space_name, smoke)
     settings = dataclasses.replace(
         space.settings, max_reports=reports, grace_period=reports, eval_rollouts=8
     )
@@ -69,12 +83,13 @@ def _experiment(space_name: str, data: list[str], reports: int) -> Experiment:
         settings=settings,
         data=data,
         num_samples=1,
+        smoke=smoke,
     )
 
 
-def _worker_init(space_name: str, data: list[str], reports: int) -> None:
+def _worker_init(space_name: str, data: list[str], reports: int, smoke: bool) -> None:
     torch.set_num_threads(1)
-    exp = _experiment(space_name, data, reports)
+    exp = _experiment(space_name, data, reports, smoke)
     _DATA["exp"], _DATA["data"] = exp, prepare_trial_data(exp)
 
 
@@ -182,14 +197,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-flagged", type=int, default=3)
     parser.add_argument("--bucket", type=int, default=100, help="adversarial steps per row")
-    parser.add_argument("--out", type=Path, default=Path("detector_precision.jsonl"))
+    parser.add_argument("--out", type=Path, help="(default: detector_precision.jsonl)")
     parser.add_argument("--from", dest="source", type=Path, help="re-tabulate these reports")
+    parser.add_argument("--smoke", action="store_true", help="2 tiny trials on synthetic songs")
     args = parser.parse_args()
+    if args.smoke:
+        _smoke_size(args)
+    args.out = args.out or Path("detector_precision.jsonl")
     if args.source:
         rows = [json.loads(line) for line in args.source.read_text().splitlines()]
     else:
-        jobs = list(enumerate(configs(args.space, args.trials, args.seed)))
-        init = (args.space, args.data, args.reports)
+        jobs = list(enumerate(configs(args.space, args.trials, args.seed, args.smoke)))
+        init = (args.space, args.data, args.reports, args.smoke)
         with multiprocessing.get_context("spawn").Pool(args.workers, _worker_init, init) as pool:
             rows = [row for trial in pool.imap_unordered(train_one, jobs) for row in trial]
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -197,6 +216,17 @@ def main() -> None:
     print(text)
     print("\npolicy (first adversarial step a detector may stop at; none: flags only):")
     print(json.dumps(policy, indent=2))
+
+
+def _smoke_size(args: argparse.Namespace) -> None:
+    """`args` shrunk in place for --smoke: 2 trials of 2 reports, bucketed by report, on two
+    synthetic songs (unless --data or --from names the input), --out in the same folder."""
+    where = folder("detector-precision")
+    args.trials, args.reports, args.min_flagged = 2, 2, 1
+    args.bucket = load_space(args.space).smoke().settings.steps_per_report
+    if not (args.data or args.source):
+        args.data = write_songs(where / "music", 2)
+    args.out = args.out or where / "detector_precision.jsonl"
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """What evaluating a trial's rollouts costs next to the training between two evaluations.
 
     python benchmarks/metrics_cost.py [--rollouts 16] [--seconds 4] [--interval 250]
-                                      [--steps 10] [--threads 1] [--smoke-test]
+                                      [--steps 10] [--threads 1] [--smoke]
 
 With the default config (untrained, which costs the same as trained) at 16 kHz, times:
   * generating `--rollouts` primed rollouts of `--seconds` (the evaluation's audio);
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=int, default=250, help="steps between evaluations")
     parser.add_argument("--steps", type=int, default=10, help="training steps actually timed")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--smoke-test", action="store_true", help="2 rollouts, 2 steps")
+    parser.add_argument("--smoke", action="store_true", help="2 rollouts, 2 steps")
     args = parser.parse_args(argv)
-    if args.smoke_test:
+    if args.smoke:
         args.rollouts, args.steps = 2, 2
     torch.set_num_threads(args.threads)
     cfg = TrainConfig()

@@ -2,6 +2,7 @@
 
     python benchmarks/mfu.py [--device cpu|cuda] [--dtype fp32|bf16] [--set key=value ...]
                              [--steps 10] [--warmup 3] [--skip generate,judge] [--json FILE]
+                             [--smoke]
 
 For one config (the defaults; `--set` overrides, e.g. `--set batch_size=32`,
 `--set model_family=latent --set ae_pretrain_steps=1`):
@@ -13,7 +14,9 @@ For one config (the defaults; `--set` overrides, e.g. `--set batch_size=32`,
   * generation (`rollout`, one stream): samples/s and the real-time factor;
   * the judge (a report's rollouts + metrics + detectors, the `narrow` space's settings) as a
     share of the training between two reports.
-`--dtype bf16` sets `precision=bf16` (autocast); fp32 sets `precision=fp32`.
+`--dtype bf16` sets `precision=bf16` (autocast); fp32 sets `precision=fp32`. `--smoke`: every
+part at a tiny size (the `smoke` space's model, 2 steps, the plain step beside it, the judge at
+`search --smoke`'s size), on the CPU unless --device cuda.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _smoke import tiny_sets
 from torch.utils.flop_counter import FlopCounterMode
 
 from samplegan_tune.audio.corpus import Corpus, split_corpus
@@ -137,9 +141,11 @@ def generation(trainer: Trainer, seconds: float) -> dict[str, float]:
     }
 
 
-def judge(trainer: Trainer, heldout: Corpus, step_s: float) -> dict[str, float]:
-    """A report's evaluation (narrow's rollouts, seconds) vs its training interval."""
-    settings = load_space("narrow").settings
+def judge(trainer: Trainer, heldout: Corpus, step_s: float, smoke: bool) -> dict[str, float]:
+    """A report's evaluation (narrow's rollouts, seconds; at `search --smoke`'s size with
+    `smoke`) vs its training interval."""
+    narrow = load_space("narrow")
+    settings = (narrow.smoke() if smoke else narrow).settings
     primers, clips = reference_clips(heldout, settings, trainer.cfg.sample_rate)
     reference = RealReference.from_clips(clips, trainer.cfg.sample_rate, primers=primers)
     started = time.perf_counter()
@@ -157,6 +163,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     """Measure training (MFU against the measured peaks), and generation and the judge unless --skip
     names them; print the figures, append them to --json and return them."""
     args = _parser().parse_args(argv)
+    if args.smoke:
+        _smoke_size(args)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("mfu.py: --device cuda but torch sees no CUDA device")
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if "generate" not in skip:
         r.update(generation(trainer, args.gen_seconds))
     if "judge" not in skip:
-        r.update(judge(trainer, heldout, r["step_s"]))
+        r.update(judge(trainer, heldout, r["step_s"], args.smoke))
     report(r)
     if args.json:
         with args.json.open("a") as f:
@@ -220,7 +228,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--gen-seconds", type=float, default=4.0)
     parser.add_argument("--skip", default="", help="comma list of: generate, judge")
     parser.add_argument("--json", type=Path, help="append the figures as one JSON line")
+    parser.add_argument("--smoke", action="store_true", help="every part at a tiny size")
     return parser
+
+
+def _smoke_size(args: argparse.Namespace) -> None:
+    """`args` shrunk in place for --smoke: the tiny model (a --set still wins), 2 steps after 1,
+    half a second generated, the plain step timed beside (unless --baseline names another)."""
+    args.steps, args.warmup, args.gen_seconds = 2, 1, 0.5
+    args.set = [*tiny_sets(beside=args.set), *args.set]
+    args.baseline = args.baseline or ["fused_step=false"]
 
 
 def report(r: dict) -> None:

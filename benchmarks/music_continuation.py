@@ -4,6 +4,7 @@ trained on, better than an untuned default run of the same wall time and than th
     python benchmarks/music_continuation.py --train DIR_OR_FILES... --unseen FILE... \
         [--budget 1800] [--space narrow] [--points 4] [--seconds 8] [--out DIR] \
         [--model NAME PATH ...] [--no-train] [--sides search,default]
+    python benchmarks/music_continuation.py --smoke [--sides ...] [--out DIR]
 
 1. `samplegan-tune search --space SPACE --data TRAIN --time-budget BUDGET`, then `export` of
    rank 1 (the user's commands, in subprocesses);
@@ -18,6 +19,11 @@ trained on, better than an untuned default run of the same wall time and than th
    point), the detectors, the
    per-second loudness relative to the primer, and a spectrogram PNG of each set's first
    continuation in OUT. Prints one markdown table.
+
+`--smoke`: three synthetic songs written to a temporary folder (two to train on, one unseen),
+the search at smoke size (`search --smoke`, 2 trials) with no time budget (its trials' own 2
+reports end it: on a loaded machine a budget of seconds can end it before the first report),
+the default run 12 s, 1 point of 4 s.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import time
 from pathlib import Path
 
 import torch
+from _smoke import folder, write_songs
 
 from samplegan_tune.audio.sound import load_audio, mel_db, rms_dbfs
 from samplegan_tune.cli.evaluate import primed_clips
@@ -77,9 +84,10 @@ def run(*args: str, timeout: float | None = None) -> str:
     return done.stdout
 
 
-def searched_model(train: list[str], space: str, budget: float, out: Path) -> Path:
-    """Run a `budget`-second search over `space` on `train` in `out`, print its leaderboard, and
-    export rank 1; returns the exported folder, out/best."""
+def searched_model(train: list[str], space: str, budget: float, out: Path, *more: str) -> Path:
+    """Run a `budget`-second search (0: no limit) over `space` on `train` in `out` (`more`: further
+    `search` options), print its leaderboard, and export rank 1; returns the exported folder,
+    out/best."""
     said = run(
         "search",
         "--space",
@@ -92,6 +100,7 @@ def searched_model(train: list[str], space: str, budget: float, out: Path) -> Pa
         str(out),
         "--name",
         "search",
+        *more,
     )
     # The search's own end: its leaderboard (rank 1, the final fit, the budget split).
     print(said[said.find("# Leaderboard") :], flush=True)
@@ -196,14 +205,18 @@ def row(
 def main() -> None:
     """Train the sides asked for, continue every unseen primer with each model and reference, save a
     spectrogram PNG per set in --out, and print the table."""
-    args = _parser().parse_args()
+    parser = _parser()
+    args = parser.parse_args()
+    if args.smoke:
+        _smoke_inputs(args)
+    elif not (args.train and args.unseen):
+        parser.error("--train and --unseen are required (or --smoke)")
     args.out.mkdir(parents=True, exist_ok=True)
     models = {name: Path(path) for name, path in args.model}
     sides = set() if args.no_train else set(args.sides.split(","))
     if "search" in sides:
-        models[f"best of a {args.budget:.0f} s `{args.space}` search"] = searched_model(
-            args.train, args.space, args.budget, args.out
-        )
+        name, model = _search_side(args)
+        models[name] = model
     if "default" in sides:
         models[f"untuned default `train`, {args.budget:.0f} s"] = default_model(
             args.train, args.budget, args.out
@@ -233,10 +246,20 @@ def main() -> None:
     print(real_range(reference))
 
 
+def _search_side(args: argparse.Namespace) -> tuple[str, Path]:
+    """The search side's name in the table, and its exported model."""
+    if args.smoke:  # no time budget: see the module docstring
+        more = ("--smoke", "--num-samples", "2")
+        model = searched_model(args.train, args.space, 0.0, args.out, *more)
+        return f"best of a `{args.space}` search at smoke size", model
+    model = searched_model(args.train, args.space, args.budget, args.out)
+    return f"best of a {args.budget:.0f} s `{args.space}` search", model
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train", nargs="+", required=True, help="music to train on")
-    parser.add_argument("--unseen", nargs="+", required=True, help="tracks never trained on")
+    parser.add_argument("--train", nargs="+", help="music to train on")
+    parser.add_argument("--unseen", nargs="+", help="tracks never trained on")
     parser.add_argument("--budget", type=float, default=1800.0, help="seconds, each side")
     parser.add_argument("--space", default="narrow")
     parser.add_argument("--points", type=int, default=4, help="primers per unseen track")
@@ -260,7 +283,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the search and the default run: only the --model entries",
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="synthetic songs, a tiny search, a 12-s default run"
+    )
     return parser
+
+
+def _smoke_inputs(args: argparse.Namespace) -> None:
+    """For --smoke: three synthetic songs in a temporary folder (two to train on, one unseen),
+    a 12-s default run, 1 point of 4 s."""
+    where = folder("music-continuation")
+    songs = write_songs(where / "music", 3)
+    args.train, args.unseen = songs[:2], songs[2:]
+    args.budget, args.points, args.seconds = 12.0, 1, 4.0
 
 
 def real_range(reference: RealReference) -> str:

@@ -1,13 +1,14 @@
 """How many trials to pack on one device: 1, 2, 4, 8 training processes side by side.
 
     python benchmarks/pack_trials.py [--device cuda|cpu] [--counts 1 2 4 8] [--seconds 20]
-                                     [--set key=value ...] [--json FILE]
+                                     [--set key=value ...] [--json FILE] [--smoke]
 
 Each process is one trial as a search runs it (its own Trainer on the shared device; Ray's
 fractional `gpus_per_trial` isolates nothing either, so this is what Ray packing does to the
 GPU). All processes warm up, wait at a barrier, then train for `--seconds`. Prints, per count,
 the total adversarial steps/s of all processes, its ratio to one process alone, and the
 largest peak memory of one process (CUDA) — the figure `gpus_per_trial` must leave room for.
+`--smoke`: 1 and 2 processes of the `smoke` space's tiny model for 1 s, on the CPU.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
+from _smoke import tiny_sets
 
 from samplegan_tune.audio.corpus import Corpus
 from samplegan_tune.audio.synthetic import synthetic_songs
@@ -72,7 +74,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", type=Path, help="append the figures as JSON lines")
+    parser.add_argument("--smoke", action="store_true", help="1 and 2 tiny trials, 1 s, CPU")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.device, args.counts, args.seconds = "cpu", [1, 2], 1.0
+        args.set = [*tiny_sets(beside=args.set), *args.set]
     rows, alone = [], None
     print(f"| trials on one {args.device} | total steps/s | × one alone | peak memory / trial |")
     print("|---|---|---|---|")

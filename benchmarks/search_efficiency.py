@@ -1,6 +1,6 @@
 """Does TPE + ASHA beat plain random search? Compute to equal quality.
 
-    python benchmarks/search_efficiency.py [--trials 24] [--seeds 0 1 2] [--num-cpus 2]
+    python benchmarks/search_efficiency.py [--trials 24] [--seeds 0 1 2] [--num-cpus 2] [--smoke]
 
 On the built-in corpus with a small space (tiny models; learning rates wide enough that some
 trials collapse), runs our search and a baseline — random sampling, FIFO scheduling (no
@@ -8,7 +8,8 @@ early stopping) — with the same number of trials, for each seed. Both stop a t
 collapses (the collapse stopper is part of either). Compute is counted in trial-iterations
 (reports), each charged when it ran: no side is charged a report it did not run. Prints,
 per seed: the compute each needed to reach the baseline's best quality, their ratio, the
-total compute and the share spent on trials that collapsed.
+total compute and the share spent on trials that collapsed. `--smoke`: 2 trials a side, one
+seed, the space at `search --smoke`'s size (2 reports of 4 steps).
 """
 
 from __future__ import annotations
@@ -42,11 +43,15 @@ params:
   lambda_recon_stft: {uniform: [0.0, 3.0]}
   max_gain_db: {uniform: [3.0, 12.0]}
 """
-SETTINGS = parse_space("bench", yaml.safe_load(SPACE)).settings  # fails fast on a bad space
+BENCH = parse_space("bench", yaml.safe_load(SPACE))  # fails fast on a bad space
+SETTINGS, SMOKE_SETTINGS = BENCH.settings, BENCH.smoke().settings
 
 
-def run_one(root: Path, seed: int, trials: int, baseline: bool, data: object) -> list[dict]:
-    """Run one search; returns every report as {time, trial, score, collapsed}."""
+def run_one(
+    root: Path, seed: int, trials: int, baseline: bool, data: object, smoke: bool = False
+) -> list[dict]:
+    """Run one search (at smoke size with `smoke`); returns every report as {time, trial,
+    score, collapsed}."""
     name = f"{'baseline' if baseline else 'ours'}-{seed}"
     exp = Experiment(
         name=name,
@@ -54,11 +59,12 @@ def run_one(root: Path, seed: int, trials: int, baseline: bool, data: object) ->
         tune_storage=str(root),
         space_name="bench",
         space_yaml=SPACE,
-        settings=SETTINGS,
+        settings=SMOKE_SETTINGS if smoke else SETTINGS,
         data=["synthetic"],
         num_samples=trials,
         seed=seed,
         baseline=False,  # the samplers alone are compared: no defaults point on either side
+        smoke=smoke,
     )
     exp.save()
     grid = search.build_tuner(exp, data, baseline=baseline).fit()
@@ -102,10 +108,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="2 trials a side, 1 seed, tiny")
     args = parser.parse_args()
+    if args.smoke:
+        args.trials, args.seeds = 2, [0]
     root = Path(tempfile.mkdtemp(prefix="search-efficiency-"))
+    settings = SMOKE_SETTINGS if args.smoke else SETTINGS
     probe = Experiment(
-        "probe", root / "probe", str(root), "bench", SPACE, SETTINGS, ["synthetic"], 1
+        "probe", root / "probe", str(root), "bench", SPACE, settings, ["synthetic"], 1
     )
     data = prepare_trial_data(probe)
     connect_ray(None, args.num_cpus)
@@ -117,8 +127,8 @@ def main() -> None:
         flush=True,
     )
     for seed in args.seeds:
-        base = run_one(root, seed, args.trials, True, data)
-        ours = run_one(root, seed, args.trials, False, data)
+        base = run_one(root, seed, args.trials, True, data, args.smoke)
+        ours = run_one(root, seed, args.trials, False, data, args.smoke)
         healthy = [r["score"] for r in base if not r["collapsed"]]
         target = min(healthy, default=math.inf)
         base_cost, ours_cost = compute_to_reach(base, target), compute_to_reach(ours, target)

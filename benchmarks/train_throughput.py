@@ -1,11 +1,12 @@
 """Training throughput of the default config, and what the Trainer's bookkeeping costs.
 
     python benchmarks/train_throughput.py [--steps 20] [--warmup 3] [--device cpu|cuda|all]
+                                          [--smoke]
 
 Prints, per device: steps/s and segments/s of `Trainer.step()` in the adversarial phase; the
 ratio of a minimal hand-written PyTorch loop's step time (same modules, same losses, same
 batch) to `Trainer.step()`'s (target >= 0.95: the Trainer adds no real overhead); and the share
-of step time spent sampling batches (target <= 2 %).
+of step time spent sampling batches (target <= 2 %). `--smoke`: 2 steps after 1, CPU only.
 """
 
 from __future__ import annotations
@@ -146,7 +147,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="all", choices=["all", "cpu", "cuda"])
+    parser.add_argument("--smoke", action="store_true", help="2 steps after 1, CPU only")
     args = parser.parse_args()
+    if args.smoke:
+        args.steps, args.warmup, args.device = 2, 1, "cpu"
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     for name in devices:

@@ -1,12 +1,14 @@
 """What share of a trial's wall time under Ray Tune is spent in training steps?
 
     python benchmarks/tune_overhead.py [--reports 4] [--steps-per-report 100] [--num-cpus 2]
+                                       [--smoke]
 
 Runs one trial of the default config on the built-in corpus (about 3 minutes on 2 cores),
 through the real search path (OptunaSearch, ASHA, collapse stopper, checkpoints every
 report), and prints the time in Trainer steps, in evaluation (rollouts + metrics), and the rest
 (Tune, reporting, checkpointing, start-up) as shares of the trial's wall time.
-Target: training >= 90 %.
+Target: training >= 90 %. `--smoke`: the default config at `search --smoke`'s sizes (tiny
+model and windows), 2 reports of 4 steps, 4 rollouts an evaluation.
 """
 
 from __future__ import annotations
@@ -33,14 +35,17 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=4)
     parser.add_argument("--steps-per-report", type=int, default=100)
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="a tiny model, 2 reports of 4 steps")
     args = parser.parse_args()
+    if args.smoke:
+        args.reports, args.steps_per_report = 2, 4
     settings = SearchSettings(
         num_samples=1,
         steps_per_report=args.steps_per_report,
         max_reports=args.reports,
         grace_period=args.reports,
         cpus_per_trial=args.num_cpus,
-        eval_rollouts=8,
+        eval_rollouts=4 if args.smoke else 8,
         eval_seconds=1.0,
     )
     root = Path(tempfile.mkdtemp(prefix="tune-overhead-"))
@@ -54,6 +59,7 @@ def main() -> None:
         ["synthetic"],
         1,
         baseline=False,
+        smoke=args.smoke,  # the space's config capped to smoke size
     )
     data = prepare_trial_data(exp)
     exp.save()
