@@ -38,8 +38,7 @@ def tiny_sets(beside: list[str] | tuple[str, ...] = ()) -> list[str]:
 def write_songs(where: Path, count: int, seconds: float = 30.0, seed: int = 0) -> list[str]:
     """`count` of the built-in corpus's synthetic songs, one per seed from `seed`, `seconds`
     (≤ 44: longer, it splits them) each, as 16 kHz WAVs in `where`; their paths."""
-    import soundfile
-
+    from samplegan_tune.audio.sound import write_wav
     from samplegan_tune.audio.synthetic import synthetic_songs
 
     where.mkdir(parents=True, exist_ok=True)
@@ -47,7 +46,7 @@ def write_songs(where: Path, count: int, seconds: float = 30.0, seed: int = 0) -
     for i in range(count):
         for name, song in synthetic_songs(seconds, RATE, seed=seed + i):
             path = where / f"{i:02d}-{name}.wav"
-            soundfile.write(path, song.numpy(), RATE)
+            write_wav(path, song, RATE)
             paths.append(str(path))
     return paths
 
